@@ -1,0 +1,91 @@
+//! STS `GetWebIdentityToken`: an AWS-signed OIDC JWT for Google.
+//!
+//! AWS IAM outbound identity federation issues a JWT (RS256 here, the
+//! algorithm Google STS accepts) whose `iss` is the account's issuer URL and
+//! whose `aud` is the pool provider. The call is not offered on the global STS
+//! endpoint; the SDK uses the regional one for the resolved region (or
+//! `AWS_ENDPOINT_URL_STS`).
+
+use super::{AwsContext, sdk_transport_error, sts_service_error};
+use crate::cache::CachedToken;
+use crate::error::{Error, ErrorCode, Result};
+use crate::secret::Secret;
+use aws_sdk_sts::error::ProvideErrorMetadata;
+use aws_sdk_sts::operation::get_web_identity_token::GetWebIdentityTokenError;
+
+/// The shortest and longest `DurationSeconds` AWS accepts.
+pub const DURATION_RANGE: std::ops::RangeInclusive<i64> = 60..=3600;
+
+/// Asks STS for a JWT with `audience`, valid `duration` seconds (shortened to
+/// the credentials' own remaining life, which AWS refuses to exceed).
+pub async fn get_web_identity_token(
+    aws: &AwsContext,
+    audience: &str,
+    duration: i64,
+    now: i64,
+) -> Result<CachedToken> {
+    let duration = clamp_to_credentials(duration, aws, now);
+    let client = aws_sdk_sts::Client::new(&aws.config);
+    let out = client
+        .get_web_identity_token()
+        .audience(audience)
+        .signing_algorithm("RS256")
+        .duration_seconds(i32::try_from(duration).unwrap_or(3600))
+        .send()
+        .await
+        .map_err(|e| {
+            sdk_transport_error("GetWebIdentityToken", &e).unwrap_or_else(|| match e.into_service_error() {
+                GetWebIdentityTokenError::OutboundWebIdentityFederationDisabledException(_) => {
+                    Error::new(
+                        ErrorCode::AwsOutboundFederationDisabled,
+                        "outbound web identity federation is not enabled for this AWS account. \
+                         Enable it once per account (an administrator): \
+                         `aws iam enable-outbound-web-identity-federation`; then \
+                         `aws iam get-outbound-web-identity-federation-info` prints the issuer URL \
+                         to trust in the Google pool's OIDC provider",
+                    )
+                }
+                other => sts_service_error(
+                    "GetWebIdentityToken",
+                    other.code(),
+                    other.message(),
+                    0,
+                    &format!(
+                        "Grant the caller's role: {{\"Effect\":\"Allow\",\"Action\":\"sts:GetWebIdentityToken\",\
+                         \"Resource\":\"*\",\"Condition\":{{\"ForAnyValue:StringEquals\":\
+                         {{\"sts:IdentityTokenAudience\":\"{audience}\"}}}}}}"
+                    ),
+                ),
+            })
+        })?;
+    let token = out.web_identity_token.ok_or_else(|| {
+        Error::new(
+            ErrorCode::AwsError,
+            "GetWebIdentityToken answered without a token",
+        )
+    })?;
+    let expires_at = match out.expiration {
+        Some(t) => t.secs(),
+        None => now + duration,
+    };
+    Ok(CachedToken {
+        token: Secret::new(token),
+        expires_at,
+        issued_at: now,
+    })
+}
+
+/// AWS refuses a token that outlives the session it is minted from
+/// (`SessionDurationEscalationException`); ask for no more than the
+/// credentials have left, less a minute, and never below AWS's minimum.
+fn clamp_to_credentials(duration: i64, aws: &AwsContext, now: i64) -> i64 {
+    let left = aws
+        .credentials
+        .expiry()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .map_or(i64::MAX, |exp| exp - now - 60);
+    duration
+        .min(left)
+        .clamp(*DURATION_RANGE.start(), *DURATION_RANGE.end())
+}

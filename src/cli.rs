@@ -1,0 +1,220 @@
+//! Command-line interface: parsing, dispatch, rendering, exit codes.
+//!
+//! Every flag has a `WIF_HELPER_*` environment twin. `executable` is special:
+//! whatever happens (bad flags, upstream errors, a panic) it prints exactly one
+//! protocol JSON object on stdout, nothing on stderr, and exits 0 (see
+//! `docs/executable-protocol.md` for why 0).
+
+mod executable;
+mod generate;
+mod print;
+
+use crate::aws::AwsSettings;
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::flow::CacheSettings;
+use crate::output;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Google Cloud credentials from the AWS identity a process already has,
+/// through Workload Identity Federation, with no service-account keys.
+///
+/// Two ways to use it:
+///
+///   1. Google client libraries and gcloud: `wif-helper generate-config` writes
+///      a credential_config.json that makes every library run
+///      `wif-helper executable`, which answers with an AWS-signed OIDC token
+///      (STS GetWebIdentityToken).
+///
+///   2. Tokens for scripts: `print-access-token` / `print-identity-token`.
+///
+/// AWS credentials come from the standard AWS chain (environment, profiles,
+/// SSO, web identity, ECS/EKS, EC2). Tokens are cached on disk, shared by
+/// every process of the user, and refreshed 300 s before they expire.
+#[derive(Debug, Parser)]
+#[command(name = "wif-helper", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a credential configuration for Google client libraries and gcloud
+    ///
+    /// Example:
+    ///   wif-helper generate-config \
+    ///     --provider projects/123456789012/locations/global/workloadIdentityPools/my-pool/providers/aws \
+    ///     --service-account app@my-project.iam.gserviceaccount.com
+    ///   export GOOGLE_APPLICATION_CREDENTIALS=$PWD/credential_config.json
+    ///   export GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1
+    #[command(verbatim_doc_comment)]
+    GenerateConfig(generate::GenerateConfigArgs),
+    /// Print an AWS-issued OIDC token in the executable-sourced credential protocol
+    ///
+    /// Google client libraries run this command from credential_config.json
+    /// (see generate-config); you rarely run it yourself except to test. It
+    /// prints exactly one JSON object on stdout and nothing on stderr, and
+    /// exits 0 even on failure so every library shows the error's code and
+    /// message.
+    Executable(executable::ExecutableArgs),
+    /// Print a Google access token for the service account
+    ///
+    /// Exchanges the AWS identity at Google STS and impersonates the service
+    /// account. Use it with curl, Terraform or gcloud:
+    ///   curl -H "Authorization: Bearer $(wif-helper print-access-token ...)" ...
+    ///   wif-helper print-access-token ... > token && gcloud --access-token-file=token ...
+    #[command(verbatim_doc_comment)]
+    PrintAccessToken(print::AccessTokenArgs),
+    /// Print a Google-signed ID token for the service account (Cloud Run, Cloud Functions, IAP)
+    ///
+    /// Example:
+    ///   curl -H "Authorization: Bearer $(wif-helper print-identity-token ... \
+    ///     --audience https://my-service-abc123-uc.a.run.app)" https://my-service-abc123-uc.a.run.app
+    #[command(verbatim_doc_comment)]
+    PrintIdentityToken(print::IdentityTokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct AwsArgs {
+    /// AWS region for STS (default: the AWS region chain: AWS_REGION, profile, EC2 metadata)
+    #[arg(long, env = "WIF_HELPER_REGION", value_name = "REGION")]
+    region: Option<String>,
+    /// AWS shared-config profile (default: AWS_PROFILE or `default`)
+    #[arg(long, env = "WIF_HELPER_PROFILE", value_name = "PROFILE")]
+    profile: Option<String>,
+    /// Assume this IAM role (with session name `wif-helper`) after resolving credentials
+    #[arg(long, env = "WIF_HELPER_ASSUME_ROLE_ARN", value_name = "ARN")]
+    assume_role_arn: Option<String>,
+}
+
+impl AwsArgs {
+    fn settings(&self) -> Result<AwsSettings> {
+        if let Some(arn) = &self.assume_role_arn {
+            let ok = arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/");
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "--assume-role-arn `{arn}`: expected arn:aws:iam::ACCOUNT_ID:role/ROLE_NAME"
+                )));
+            }
+        }
+        if let Some(r) = &self.region {
+            let ok = !r.is_empty()
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "--region `{r}`: expected an AWS region such as us-east-1"
+                )));
+            }
+        }
+        Ok(AwsSettings {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            assume_role_arn: self.assume_role_arn.clone(),
+        })
+    }
+
+    /// The flags to repeat in a generated command.
+    fn to_args(&self, out: &mut Vec<String>) {
+        for (flag, v) in [
+            ("--region", &self.region),
+            ("--profile", &self.profile),
+            ("--assume-role-arn", &self.assume_role_arn),
+        ] {
+            if let Some(v) = v {
+                out.push(flag.into());
+                out.push(v.clone());
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct CacheArgs {
+    /// Token cache directory (default: $XDG_CACHE_HOME/wif-helper or ~/.cache/wif-helper)
+    #[arg(long, env = "WIF_HELPER_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the token cache
+    #[arg(long, env = "WIF_HELPER_NO_CACHE")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn settings(&self) -> CacheSettings {
+        CacheSettings {
+            dir: self.cache_dir.clone(),
+            disabled: self.no_cache,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct LogArgs {
+    /// Append diagnostic logs (secrets redacted) to this file
+    #[arg(long, env = "WIF_HELPER_LOG_FILE", value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace
+    #[arg(long, env = "WIF_HELPER_LOG", value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let env = Env::from_process();
+    if argv.get(1).is_some_and(|a| a == "executable") {
+        return executable::main_executable(&argv, &env);
+    }
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let result = match &cli.command {
+        Command::GenerateConfig(a) => generate::run(a, &env),
+        Command::PrintAccessToken(a) => print::access_token(a, &env),
+        Command::PrintIdentityToken(a) => print::identity_token(a, &env),
+        Command::Executable(_) => return executable::main_executable(&argv, &env),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::stderr(&format!("wif-helper: {e}"));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn check_duration(d: i64) -> Result<()> {
+    if crate::aws::web_identity::DURATION_RANGE.contains(&d) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "--duration {d}: AWS accepts 60..=3600 seconds"
+        )))
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::invalid(format!("{}: {e}", p.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

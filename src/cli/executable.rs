@@ -1,0 +1,165 @@
+//! `wif-helper executable`: the command Google client libraries run.
+//!
+//! Whatever happens (bad flags, upstream errors, a panic) it prints exactly one
+//! protocol JSON object on stdout, nothing on stderr, and exits 0
+//! (`docs/executable-protocol.md` says why 0).
+
+use super::{AwsArgs, CacheArgs, Cli, Command, LogArgs, check_duration};
+use crate::clock::SystemClock;
+use crate::env::Env;
+use crate::error::{Error, ErrorCode, Result};
+use crate::executable;
+use crate::flow::{self, JwtSettings};
+use crate::logging::{self, Sink};
+use crate::output;
+use crate::provider::Provider;
+use clap::{Args, Parser};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub(super) struct ExecutableArgs {
+    /// Workload identity pool provider: projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROV
+    /// (default: GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE, set by most client libraries)
+    #[arg(long, env = "WIF_HELPER_PROVIDER", value_name = "RESOURCE")]
+    provider: Option<String>,
+    /// Lifetime of the AWS-issued token, 60..=3600 seconds
+    #[arg(
+        long,
+        env = "WIF_HELPER_TOKEN_DURATION",
+        value_name = "SECONDS",
+        default_value_t = 3600
+    )]
+    duration: i64,
+    /// Also write the response here, atomically (default: GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE)
+    #[arg(long, env = "GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", value_name = "PATH")]
+    output_file: Option<PathBuf>,
+    /// Finish (successfully or not) within this many milliseconds; match the config's timeout_millis
+    #[arg(
+        long,
+        env = "WIF_HELPER_TIMEOUT_MILLIS",
+        value_name = "MS",
+        default_value_t = 30_000
+    )]
+    timeout_millis: u32,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Executable mode: one JSON object on stdout, nothing on stderr, exit 0.
+pub(super) fn main_executable(argv: &[OsString], env: &Env) -> ExitCode {
+    install_protocol_panic_hook();
+    let json = match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Executable(args),
+        }) => match run_executable(&args, env) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::warn!(code = %e.code(), message = e.message(), "executable mode failed");
+                executable::failure_json(&e)
+            }
+        },
+        Ok(_) => executable::failure_json(&Error::new(ErrorCode::Internal, "unexpected command")),
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                output::stdout(e.render().to_string().trim_end());
+                return ExitCode::SUCCESS;
+            }
+            _ => executable::failure_json(&Error::invalid(first_line(&e.render().to_string()))),
+        },
+    };
+    output::stdout(&json);
+    ExitCode::SUCCESS
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+/// In executable mode a panic must still produce protocol JSON on stdout and
+/// nothing on stderr.
+fn install_protocol_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        output::stdout(&executable::failure_json_parts(
+            ErrorCode::Internal.as_str(),
+            &format!("wif-helper crashed{place}; please report this bug"),
+        ));
+        std::process::exit(0);
+    }));
+}
+
+fn run_executable(a: &ExecutableArgs, env: &Env) -> Result<String> {
+    logging::init(
+        a.log.log_file.as_deref(),
+        a.log.log_level.as_deref(),
+        Sink::None,
+    )?;
+    #[cfg(debug_assertions)]
+    if env.get("WIF_HELPER_TEST_PANIC").is_some() {
+        panic!("forced by WIF_HELPER_TEST_PANIC");
+    }
+    let started = Instant::now();
+    let provider: Provider = a
+        .provider
+        .as_deref()
+        .or_else(|| env.get("GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE"))
+        .ok_or_else(|| {
+            Error::invalid("--provider is required (or GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE)")
+        })?
+        .parse()?;
+    if let Some(t) = env.get("GOOGLE_EXTERNAL_ACCOUNT_TOKEN_TYPE")
+        && t != executable::JWT_TOKEN_TYPE
+        && t != "urn:ietf:params:oauth:token-type:id_token"
+    {
+        return Err(Error::invalid(format!(
+            "the credential configuration asks for subject_token_type `{t}`, but wif-helper \
+                 answers with an OIDC JWT: regenerate it with `wif-helper generate-config` \
+                 (subject_token_type {})",
+            executable::JWT_TOKEN_TYPE
+        )));
+    }
+    check_duration(a.duration)?;
+    if !(1_000..=120_000).contains(&a.timeout_millis) {
+        return Err(Error::invalid(format!(
+            "--timeout-millis {}: expected 1000..=120000",
+            a.timeout_millis
+        )));
+    }
+    // Leave room to print the answer before the library kills us.
+    let budget = Duration::from_millis(u64::from(a.timeout_millis))
+        .saturating_sub(Duration::from_millis(500));
+    let deadline = started + budget;
+    let settings = JwtSettings {
+        provider,
+        aws: a.aws.settings()?,
+        duration: a.duration,
+    };
+    let cache = a.cache.settings().open(env)?;
+    let token = flow::web_identity_jwt(&settings, cache.as_ref(), env, &SystemClock, deadline)?;
+    let json = executable::success_json(&token);
+    if let Some(path) = &a.output_file
+        && let Err(e) = executable::write_output_file(path, &json)
+    {
+        // The token on stdout is what libraries use; a failed cache file only costs a rerun.
+        tracing::warn!(error = %e, "could not write the output file");
+    }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "executable mode answered"
+    );
+    Ok(json)
+}

@@ -1,0 +1,231 @@
+//! `wif-helper generate-config`: writes the credential configuration.
+
+use super::{AwsArgs, Format, absolute, check_duration};
+use crate::env::Env;
+use crate::error::{Error, ErrorCode, Result};
+use crate::generate_config::{self, ConfigSpec, DEFAULT_IAM_CREDENTIALS_URL, DEFAULT_TOKEN_URL};
+use crate::output;
+use crate::provider::Provider;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub(super) struct GenerateConfigArgs {
+    /// Workload identity pool provider (an OIDC provider trusting the AWS account's issuer URL):
+    /// projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROV
+    #[arg(long, env = "WIF_HELPER_PROVIDER", value_name = "RESOURCE")]
+    provider: String,
+    /// Service account to impersonate (omit to use the federated identity directly)
+    #[arg(long, env = "WIF_HELPER_SERVICE_ACCOUNT", value_name = "EMAIL")]
+    service_account: Option<String>,
+    /// Where to write the credential configuration
+    #[arg(
+        long,
+        env = "WIF_HELPER_CREDENTIAL_CONFIG_FILE",
+        value_name = "PATH",
+        default_value = "credential_config.json"
+    )]
+    output_file: PathBuf,
+    /// Service-account token lifetime in seconds, 600..=43200 (above 3600 needs the org policy
+    /// constraints/iam.allowServiceAccountCredentialLifetimeExtension)
+    #[arg(long, env = "WIF_HELPER_LIFETIME", value_name = "SECONDS")]
+    lifetime: Option<u32>,
+    /// Google STS token endpoint
+    #[arg(long, env = "WIF_HELPER_TOKEN_URL", value_name = "URL", default_value = DEFAULT_TOKEN_URL)]
+    token_url: String,
+    /// IAM Credentials API root
+    #[arg(long, env = "WIF_HELPER_IAM_CREDENTIALS_URL", value_name = "URL", default_value = DEFAULT_IAM_CREDENTIALS_URL)]
+    iam_credentials_url: String,
+    /// Lifetime of the AWS-issued token, 60..=3600 seconds
+    #[arg(
+        long,
+        env = "WIF_HELPER_TOKEN_DURATION",
+        value_name = "SECONDS",
+        default_value_t = 3600
+    )]
+    duration: i64,
+    /// How long libraries let the command run (5000..=120000 ms)
+    #[arg(
+        long,
+        env = "WIF_HELPER_EXECUTABLE_TIMEOUT_MILLIS",
+        value_name = "MS",
+        default_value_t = 30_000
+    )]
+    executable_timeout_millis: u32,
+    /// The response file libraries read before running the command
+    /// (default: executable-<hash>.json in the cache directory)
+    #[arg(long, env = "WIF_HELPER_EXECUTABLE_OUTPUT_FILE", value_name = "PATH")]
+    executable_output_file: Option<PathBuf>,
+    /// The wif-helper path to put in the command (default: this binary)
+    #[arg(long, env = "WIF_HELPER_EXECUTABLE_PATH", value_name = "PATH")]
+    executable_path: Option<PathBuf>,
+    /// Overwrite an existing, different credential configuration
+    #[arg(long, env = "WIF_HELPER_FORCE")]
+    force: bool,
+    /// Output format of the summary
+    #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Token cache directory for the generated command (default: the XDG cache directory)
+    #[arg(long, env = "WIF_HELPER_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    aws: AwsArgs,
+}
+
+pub(super) fn run(a: &GenerateConfigArgs, env: &Env) -> Result<()> {
+    let provider: Provider = a.provider.parse()?;
+    check_duration(a.duration)?;
+    if let Some(sa) = &a.service_account
+        && (!sa.contains('@') || sa.contains(char::is_whitespace))
+    {
+        return Err(Error::invalid(format!(
+            "--service-account `{sa}`: expected an email such as app@my-project.iam.gserviceaccount.com"
+        )));
+    }
+    if let Some(l) = a.lifetime {
+        if a.service_account.is_none() {
+            return Err(Error::invalid(
+                "--lifetime needs --service-account (it is the service-account token's lifetime)",
+            ));
+        }
+        if !(600..=43_200).contains(&l) {
+            return Err(Error::invalid(format!(
+                "--lifetime {l}: Google accepts 600..=43200 seconds"
+            )));
+        }
+    }
+    for (flag, url) in [
+        ("--token-url", &a.token_url),
+        ("--iam-credentials-url", &a.iam_credentials_url),
+    ] {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::invalid(format!(
+                "{flag} `{url}`: expected an http(s) URL"
+            )));
+        }
+    }
+    let aws = a.aws.settings()?;
+    let cache_dir = match &a.cache_dir {
+        Some(d) => Some(absolute(d)?),
+        None => None,
+    };
+    let output_file = match &a.executable_output_file {
+        Some(p) => absolute(p)?,
+        None => {
+            let dir = match &cache_dir {
+                Some(d) => d.clone(),
+                None => env.default_cache_dir().ok_or_else(|| {
+                    Error::invalid("set --executable-output-file or --cache-dir (no HOME)")
+                })?,
+            };
+            let key = crate::cache::CacheKey::new(
+                "executable",
+                [
+                    ("audience", provider.audience().as_str()),
+                    ("region", aws.region.as_deref().unwrap_or("")),
+                    ("profile", aws.profile.as_deref().unwrap_or("")),
+                    (
+                        "assume_role_arn",
+                        aws.assume_role_arn.as_deref().unwrap_or(""),
+                    ),
+                ],
+            );
+            dir.join(format!("{}.json", key.stem()))
+        }
+    };
+    let program = match &a.executable_path {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .and_then(|p| p.canonicalize())
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::Internal,
+                    format!("cannot find this program's path: {e}"),
+                )
+            })?,
+    };
+    let mut args = vec![
+        "executable".to_owned(),
+        "--provider".to_owned(),
+        provider.resource(),
+    ];
+    a.aws.to_args(&mut args);
+    if a.duration != 3600 {
+        args.extend(["--duration".into(), a.duration.to_string()]);
+    }
+    args.extend(["--output-file".into(), output_file.display().to_string()]);
+    if let Some(d) = &cache_dir {
+        args.extend(["--cache-dir".into(), d.display().to_string()]);
+    }
+    args.extend([
+        "--timeout-millis".into(),
+        a.executable_timeout_millis.to_string(),
+    ]);
+    let spec = ConfigSpec {
+        provider: provider.clone(),
+        service_account: a.service_account.clone(),
+        lifetime: a.lifetime,
+        token_url: a.token_url.clone(),
+        iam_credentials_url: a.iam_credentials_url.clone(),
+        timeout_millis: a.executable_timeout_millis,
+        executable_output_file: output_file,
+        command: generate_config::command_line(&program, &args)?,
+    };
+    let text = generate_config::render(&spec)?;
+    let path = absolute(&a.output_file)?;
+    let unchanged = match std::fs::read_to_string(&path) {
+        Ok(existing) if existing == text => true,
+        Ok(_) if !a.force => {
+            return Err(Error::new(
+                ErrorCode::FileExists,
+                format!(
+                    "{} exists with different content; pass --force to overwrite it",
+                    path.display()
+                ),
+            ));
+        }
+        _ => false,
+    };
+    if !unchanged {
+        crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| {
+            Error::new(
+                e.code(),
+                format!("cannot write the credential configuration: {}", e.message()),
+            )
+        })?;
+    }
+    let p = path.display().to_string();
+    match a.format {
+        Format::Json => output::stdout(
+            &serde_json::json!({
+                "credential_config": p,
+                "audience": provider.audience(),
+                "service_account": a.service_account,
+                "changed": !unchanged,
+                "env": {
+                    "GOOGLE_APPLICATION_CREDENTIALS": p,
+                    "GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES": "1",
+                },
+            })
+            .to_string(),
+        ),
+        Format::Text => output::stdout(&format!(
+            "{verb} {p}\n\
+             \n\
+             Point Google client libraries and gcloud at it:\n\
+             \n  export GOOGLE_APPLICATION_CREDENTIALS={p}\n  export GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1\n\
+             \n\
+             Next steps:\n\
+             \x20 1. Check that AWS issues a token for this provider:\n\
+             \x20      {cmd}\n\
+             \x20 2. The pool provider must be an OIDC provider trusting this AWS account's issuer URL\n\
+             \x20     (aws iam get-outbound-web-identity-federation-info) with allowed audience\n\
+             \x20     {aud}; see docs/setup-oidc.md.\n\
+             \x20 3. For gcloud: gcloud auth login --cred-file={p}",
+            verb = if unchanged { "Unchanged" } else { "Wrote" },
+            cmd = spec.command,
+            aud = provider.audience(),
+        )),
+    }
+    Ok(())
+}

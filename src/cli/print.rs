@@ -1,0 +1,184 @@
+//! `print-access-token` and `print-identity-token`: tokens for people and scripts.
+//!
+//! stdout carries only the token (`--format text`, the default) or one JSON
+//! object (`--format json`); errors and `--verbose` diagnostics go to stderr.
+//! A cached token is served without starting an async runtime, TLS or the
+//! AWS configuration.
+
+use super::{AwsArgs, CacheArgs, Format, LogArgs};
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::flow;
+use crate::logging::{self, Sink};
+use crate::output;
+use crate::service::{ProviderType, ServiceSettings, Token, TokenService};
+use clap::Args;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub(super) struct TokenArgs {
+    /// Workload identity pool provider:
+    /// projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROV
+    #[arg(long, env = "WIF_HELPER_PROVIDER", value_name = "RESOURCE")]
+    provider: String,
+    /// Service account to impersonate (email or unique ID)
+    #[arg(long, env = "WIF_HELPER_SERVICE_ACCOUNT", value_name = "EMAIL")]
+    service_account: String,
+    /// Provider type: `aws` (signed GetCallerIdentity, `providers create-aws`) or
+    /// `oidc` (AWS-issued JWT, an OIDC provider trusting the account's issuer)
+    #[arg(
+        long,
+        env = "WIF_HELPER_PROVIDER_TYPE",
+        value_name = "TYPE",
+        default_value = "aws"
+    )]
+    provider_type: ProviderType,
+    /// Service accounts in the delegation chain, comma-separated
+    #[arg(
+        long,
+        env = "WIF_HELPER_DELEGATES",
+        value_name = "EMAILS",
+        value_delimiter = ','
+    )]
+    delegates: Vec<String>,
+    /// Google STS token endpoint
+    #[arg(long, env = "WIF_HELPER_TOKEN_URL", value_name = "URL", default_value = crate::generate_config::DEFAULT_TOKEN_URL)]
+    token_url: String,
+    /// IAM Credentials API root
+    #[arg(long, env = "WIF_HELPER_IAM_CREDENTIALS_URL", value_name = "URL", default_value = crate::generate_config::DEFAULT_IAM_CREDENTIALS_URL)]
+    iam_credentials_url: String,
+    /// Lifetime of the AWS-issued JWT with --provider-type oidc, 60..=3600 seconds
+    #[arg(
+        long,
+        env = "WIF_HELPER_TOKEN_DURATION",
+        value_name = "SECONDS",
+        default_value_t = 3600
+    )]
+    duration: i64,
+    /// Give up after this many milliseconds
+    #[arg(
+        long,
+        env = "WIF_HELPER_TIMEOUT_MILLIS",
+        value_name = "MS",
+        default_value_t = 30_000
+    )]
+    timeout_millis: u32,
+    /// Output: the bare token, or JSON with the token, its expiry and type
+    #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Log diagnostics (secrets redacted) to stderr
+    #[arg(short, long, env = "WIF_HELPER_VERBOSE")]
+    verbose: bool,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct AccessTokenArgs {
+    #[command(flatten)]
+    common: TokenArgs,
+    /// OAuth scopes, comma-separated
+    #[arg(long, env = "WIF_HELPER_SCOPES", value_name = "S1,S2", value_delimiter = ',',
+          default_value = crate::google::CLOUD_PLATFORM_SCOPE)]
+    scopes: Vec<String>,
+    /// Token lifetime in seconds, up to 3600 (up to 43200 where the organization policy
+    /// constraints/iam.allowServiceAccountCredentialLifetimeExtension allows it)
+    #[arg(
+        long,
+        env = "WIF_HELPER_LIFETIME",
+        value_name = "SECONDS",
+        default_value_t = 3600
+    )]
+    lifetime: u32,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct IdentityTokenArgs {
+    #[command(flatten)]
+    common: TokenArgs,
+    /// The receiving service's URL or client ID (the token's `aud`)
+    #[arg(long, env = "WIF_HELPER_AUDIENCE", value_name = "AUDIENCE")]
+    audience: String,
+    /// Include the service account's `email` and `email_verified` claims
+    #[arg(long, env = "WIF_HELPER_INCLUDE_EMAIL")]
+    include_email: bool,
+}
+
+impl TokenArgs {
+    fn service(&self, env: &Env, tune: impl FnOnce(&mut ServiceSettings)) -> Result<TokenService> {
+        let sink = if self.verbose {
+            Sink::Stderr
+        } else {
+            Sink::None
+        };
+        logging::init(
+            self.log.log_file.as_deref(),
+            self.log.log_level.as_deref(),
+            sink,
+        )?;
+        super::check_duration(self.duration)?;
+        let mut s = ServiceSettings::new(self.provider.parse()?, self.service_account.clone());
+        s.provider_type = self.provider_type;
+        s.delegates = self.delegates.clone();
+        s.token_url = self.token_url.clone();
+        s.iam_credentials_url = self.iam_credentials_url.clone();
+        s.jwt_duration = self.duration;
+        s.aws = self.aws.settings()?;
+        s.cache = self.cache.settings();
+        s.timeout = Duration::from_millis(u64::from(self.timeout_millis));
+        tune(&mut s);
+        TokenService::new(s, env.clone())
+    }
+
+    fn deadline(&self) -> Instant {
+        // The service enforces the timeout itself; this only bounds the runtime.
+        Instant::now() + Duration::from_millis(u64::from(self.timeout_millis) + 1_000)
+    }
+
+    fn print(&self, token: &Token, field: &str) {
+        match self.format {
+            Format::Text => output::stdout(token.token.expose()),
+            Format::Json => output::stdout(
+                &serde_json::json!({
+                    field: token.token.expose(),
+                    "expiration_time": token.expires_at_unix(),
+                    "token_type": "Bearer",
+                })
+                .to_string(),
+            ),
+        }
+    }
+}
+
+pub(super) fn access_token(a: &AccessTokenArgs, env: &Env) -> Result<()> {
+    let svc = a.common.service(env, |s| {
+        s.scopes = a.scopes.clone();
+        s.lifetime = a.lifetime;
+    })?;
+    let token = match svc.cached_access_token()? {
+        Some(t) => t,
+        None => flow::block_on(a.common.deadline(), svc.access_token())?,
+    };
+    a.common.print(&token, "access_token");
+    Ok(())
+}
+
+pub(super) fn identity_token(a: &IdentityTokenArgs, env: &Env) -> Result<()> {
+    if a.audience.trim().is_empty() {
+        return Err(Error::invalid("--audience must not be empty"));
+    }
+    let svc = a.common.service(env, |_| {})?;
+    let token = match svc.cached_id_token(&a.audience, a.include_email)? {
+        Some(t) => t,
+        None => flow::block_on(
+            a.common.deadline(),
+            svc.id_token(&a.audience, a.include_email),
+        )?,
+    };
+    a.common.print(&token, "id_token");
+    Ok(())
+}

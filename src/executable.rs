@@ -1,0 +1,140 @@
+//! The executable-sourced credential protocol ("Pluggable Auth") response.
+//!
+//! What a Google client library reads from the command in
+//! `credential_source.executable` (AIP-4117; per-library facts in
+//! `docs/executable-protocol.md`):
+//!
+//! * success: `{"version":1,"success":true,"token_type":"urn:ietf:params:oauth:token-type:jwt","id_token":JWT,"expiration_time":SECONDS}`
+//! * failure: `{"version":1,"success":false,"token_type":…,"code":CODE,"message":TEXT}`
+//!   (`token_type` too, because the Rust library requires it even on failure).
+//!
+//! `expiration_time` is always present and sits the cache's refresh slack
+//! before the JWT's real `exp`, because no library subtracts clock skew.
+//! The same success JSON is written atomically to `output_file` when one is
+//! configured; failures are never written there.
+
+use crate::cache::{CachedToken, REFRESH_SLACK_SECS};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use serde::Serialize;
+use std::path::Path;
+
+/// The only subject token type wif-helper answers with; every library that
+/// runs executables accepts it.
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+#[derive(Serialize)]
+struct Success<'a> {
+    version: u8,
+    success: bool,
+    token_type: &'static str,
+    id_token: &'a str,
+    expiration_time: i64,
+}
+
+#[derive(Serialize)]
+struct Failure<'a> {
+    version: u8,
+    success: bool,
+    token_type: &'static str,
+    code: &'a str,
+    message: &'a str,
+}
+
+/// The `expiration_time` to announce for a token: its expiry less the same
+/// slack the cache uses, so a library stops reusing it when wif-helper would
+/// stop serving it.
+pub fn announced_expiry(token: &CachedToken) -> i64 {
+    let lifetime = token.expires_at.saturating_sub(token.issued_at);
+    token.expires_at - REFRESH_SLACK_SECS.min(lifetime / 2)
+}
+
+/// The success response for a JWT.
+pub fn success_json(token: &CachedToken) -> String {
+    serde_json::to_string(&Success {
+        version: 1,
+        success: true,
+        token_type: JWT_TOKEN_TYPE,
+        id_token: token.token.expose(),
+        expiration_time: announced_expiry(token),
+    })
+    .unwrap_or_default()
+}
+
+/// The failure response for an error.
+pub fn failure_json(error: &Error) -> String {
+    failure_json_parts(error.code().as_str(), error.message())
+}
+
+/// The failure response from raw parts (used by the panic hook).
+pub fn failure_json_parts(code: &str, message: &str) -> String {
+    serde_json::to_string(&Failure {
+        version: 1,
+        success: false,
+        token_type: JWT_TOKEN_TYPE,
+        code,
+        message,
+    })
+    .unwrap_or_default()
+}
+
+/// Writes the success response to the `output_file` atomically, creating a
+/// missing parent directory with mode 0700.
+pub fn write_output_file(path: &Path, json: &str) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        fsutil::ensure_private_dir(parent)?;
+    }
+    fsutil::write_atomic(path, json.as_bytes()).map_err(|e| {
+        Error::new(
+            e.code(),
+            format!("cannot write the executable output file: {}", e.message()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::secret::Secret;
+    use serde_json::Value;
+
+    #[test]
+    fn success_has_every_field_with_the_types_libraries_require() {
+        let t = CachedToken {
+            token: Secret::new("h.p.s"),
+            expires_at: 5000,
+            issued_at: 1400,
+        };
+        let v: Value = serde_json::from_str(&success_json(&t)).unwrap_or_default();
+        assert_eq!(v["version"], Value::from(1));
+        assert_eq!(v["success"], Value::Bool(true));
+        assert_eq!(v["token_type"], JWT_TOKEN_TYPE);
+        assert_eq!(v["id_token"], "h.p.s");
+        assert_eq!(v["expiration_time"], Value::from(4700));
+        assert!(v["expiration_time"].is_i64());
+    }
+
+    #[test]
+    fn short_tokens_announce_half_their_life() {
+        let t = CachedToken {
+            token: Secret::new("x"),
+            expires_at: 1120,
+            issued_at: 1000,
+        };
+        assert_eq!(announced_expiry(&t), 1060);
+    }
+
+    #[test]
+    fn failure_carries_code_message_and_token_type() {
+        let e = Error::new(ErrorCode::AwsAccessDenied, "grant it");
+        let v: Value = serde_json::from_str(&failure_json(&e)).unwrap_or_default();
+        assert_eq!(v["success"], Value::Bool(false));
+        assert_eq!(v["code"], "AWS_ACCESS_DENIED");
+        assert_eq!(v["message"], "grant it");
+        assert_eq!(v["token_type"], JWT_TOKEN_TYPE);
+        assert_eq!(v["version"], Value::from(1));
+    }
+}

@@ -1,0 +1,220 @@
+//! Files that hold secrets: private directories, no-follow opens, atomic writes.
+//!
+//! Used by the cache, the executable protocol's `output_file` and
+//! `generate-config`. A reader of a file written here sees the old content or
+//! the new, never a torn one: data goes to a temporary file in the same
+//! directory, is fsynced, then renamed over the target, and the directory is
+//! fsynced so the rename survives a crash.
+
+use crate::error::{Error, ErrorCode, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Creates `dir` (and missing parents) with mode 0700 and checks that it is
+/// safe to keep secrets in: a directory owned by the current user that no one
+/// else can write.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io_error(ErrorCode::CacheError, "cannot create directory", dir, &e))?;
+    let meta = fs::metadata(dir)
+        .map_err(|e| io_error(ErrorCode::CacheError, "cannot inspect directory", dir, &e))?;
+    if !meta.is_dir() {
+        return Err(Error::new(
+            ErrorCode::CacheInsecure,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    check_owner_and_mode(dir, &meta, "directory")
+}
+
+/// Refuses a file or directory that another user owns or can write.
+fn check_owner_and_mode(path: &Path, meta: &fs::Metadata, what: &str) -> Result<()> {
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(Error::new(
+            ErrorCode::CacheInsecure,
+            format!(
+                "refusing {what} {}: owned by uid {}, not by the current user (uid {me}); \
+                 remove it or choose another --cache-dir",
+                path.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(Error::new(
+            ErrorCode::CacheInsecure,
+            format!(
+                "refusing {what} {}: other users can write it (mode {:o}); \
+                 run `chmod go-w {}` or choose another --cache-dir",
+                path.display(),
+                meta.permissions().mode() & 0o7777,
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens `path` for reading without following a symlink and checks its owner
+/// and mode. `Ok(None)` when it does not exist.
+pub fn read_private_file(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(open_error(path, &e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(ErrorCode::CacheError, "cannot inspect", path, &e))?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorCode::CacheInsecure,
+            format!("refusing {}: not a regular file", path.display()),
+        ));
+    }
+    check_owner_and_mode(path, &meta, "file")?;
+    let mut buf = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_error(ErrorCode::CacheError, "cannot read", path, &e))?;
+    Ok(Some(buf))
+}
+
+/// Opens (creating if needed) a lock file with mode 0600, without following
+/// a symlink.
+pub fn open_lock_file(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| open_error(path, &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(ErrorCode::CacheError, "cannot inspect", path, &e))?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorCode::CacheInsecure,
+            format!("refusing lock {}: not a regular file", path.display()),
+        ));
+    }
+    check_owner_and_mode(path, &meta, "lock file")?;
+    Ok(file)
+}
+
+/// Writes `data` to `path` atomically with mode 0600: temp file in the same
+/// directory, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // Make the rename durable; a failure here leaves a correct file.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok::<(), io::Error>(())
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_error(ErrorCode::CacheError, "cannot write", path, &e)
+    })
+}
+
+fn open_error(path: &Path, e: &io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        Error::new(
+            ErrorCode::CacheInsecure,
+            format!(
+                "refusing {}: it is a symbolic link; remove it (wif-helper recreates it)",
+                path.display()
+            ),
+        )
+    } else {
+        io_error(ErrorCode::CacheError, "cannot open", path, e)
+    }
+}
+
+fn io_error(code: ErrorCode, what: &str, path: &Path, e: &io::Error) -> Error {
+    Error::new(code, format!("{what} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_sets_0600() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::invalid(e.to_string()))?;
+        let p = dir.path().join("x.json");
+        write_atomic(&p, b"one")?;
+        write_atomic(&p, b"two")?;
+        assert_eq!(read_private_file(&p, 100)?.as_deref(), Some(&b"two"[..]));
+        let mode = fs::metadata(&p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok();
+        assert_eq!(mode, Some(0o600));
+        let leftovers = fs::read_dir(dir.path()).map(|r| r.count()).unwrap_or(0);
+        assert_eq!(leftovers, 1, "temp files left behind");
+        Ok(())
+    }
+
+    #[test]
+    fn symlinks_are_refused_not_followed() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::invalid(e.to_string()))?;
+        let target = dir.path().join("target");
+        fs::write(&target, b"planted").map_err(|e| Error::invalid(e.to_string()))?;
+        let link = dir.path().join("entry.json");
+        std::os::unix::fs::symlink(&target, &link).map_err(|e| Error::invalid(e.to_string()))?;
+        let err = read_private_file(&link, 100).err();
+        assert_eq!(err.map(|e| e.code()), Some(ErrorCode::CacheInsecure));
+        let err = open_lock_file(&link).err();
+        assert_eq!(err.map(|e| e.code()), Some(ErrorCode::CacheInsecure));
+        Ok(())
+    }
+
+    #[test]
+    fn world_writable_directory_is_refused() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::invalid(e.to_string()))?;
+        let d = dir.path().join("cache");
+        ensure_private_dir(&d)?;
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o777))
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        let err = ensure_private_dir(&d).err();
+        assert_eq!(err.map(|e| e.code()), Some(ErrorCode::CacheInsecure));
+        Ok(())
+    }
+}

@@ -1,0 +1,265 @@
+//! `generate-config`: the `credential_config.json` Google libraries load.
+//!
+//! The file is an `external_account` configuration whose
+//! `credential_source.executable.command` runs `wif-helper executable` with
+//! every setting it needs spelled out as arguments, because the Rust client
+//! library passes no `GOOGLE_EXTERNAL_ACCOUNT_*` variables. The command is
+//! an absolute path and single-space-separated arguments with no quotes and
+//! no shell metacharacters: Go and Rust split on whitespace, Java on single
+//! spaces, Python with shlex, PHP and Ruby through a shell.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::executable::JWT_TOKEN_TYPE;
+use crate::provider::Provider;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Google's defaults, overridable for other universes and for tests.
+pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
+/// The IAM Credentials API root.
+pub const DEFAULT_IAM_CREDENTIALS_URL: &str = "https://iamcredentials.googleapis.com";
+/// The bounds every library enforces on `timeout_millis`.
+pub const TIMEOUT_MILLIS_RANGE: std::ops::RangeInclusive<u32> = 5_000..=120_000;
+
+/// What to put in the file (validated).
+#[derive(Debug, Clone)]
+pub struct ConfigSpec {
+    /// The pool provider.
+    pub provider: Provider,
+    /// The service account to impersonate, if any.
+    pub service_account: Option<String>,
+    /// `service_account_impersonation.token_lifetime_seconds`.
+    pub lifetime: Option<u32>,
+    /// STS token URL.
+    pub token_url: String,
+    /// IAM Credentials root URL.
+    pub iam_credentials_url: String,
+    /// `credential_source.executable.timeout_millis`.
+    pub timeout_millis: u32,
+    /// `credential_source.executable.output_file`.
+    pub executable_output_file: PathBuf,
+    /// The full command (see [`command_line`]).
+    pub command: String,
+}
+
+#[derive(Serialize)]
+struct CredentialConfig<'a> {
+    universe_domain: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    audience: String,
+    subject_token_type: &'a str,
+    token_url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_account_impersonation_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_account_impersonation: Option<Impersonation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_info_url: Option<String>,
+    credential_source: CredentialSource<'a>,
+}
+
+#[derive(Serialize)]
+struct Impersonation {
+    token_lifetime_seconds: u32,
+}
+
+#[derive(Serialize)]
+struct CredentialSource<'a> {
+    executable: ExecutableSource<'a>,
+}
+
+#[derive(Serialize)]
+struct ExecutableSource<'a> {
+    command: &'a str,
+    timeout_millis: u32,
+    output_file: String,
+}
+
+/// The URL that impersonates `email` under `iam_root`.
+pub fn impersonation_url(iam_root: &str, email: &str) -> String {
+    format!(
+        "{}/v1/projects/-/serviceAccounts/{email}:generateAccessToken",
+        iam_root.trim_end_matches('/')
+    )
+}
+
+/// Renders the configuration as pretty JSON with a trailing newline.
+pub fn render(spec: &ConfigSpec) -> Result<String> {
+    if !TIMEOUT_MILLIS_RANGE.contains(&spec.timeout_millis) {
+        return Err(Error::invalid(format!(
+            "--executable-timeout-millis {}: Google libraries accept 5000..=120000",
+            spec.timeout_millis
+        )));
+    }
+    let token_info_url = spec
+        .service_account
+        .is_none()
+        .then(|| spec.token_url.replace("/v1/token", "/v1/introspect"));
+    let config = CredentialConfig {
+        universe_domain: "googleapis.com",
+        kind: "external_account",
+        audience: spec.provider.audience(),
+        subject_token_type: JWT_TOKEN_TYPE,
+        token_url: &spec.token_url,
+        service_account_impersonation_url: spec
+            .service_account
+            .as_deref()
+            .map(|sa| impersonation_url(&spec.iam_credentials_url, sa)),
+        service_account_impersonation: spec.lifetime.map(|s| Impersonation {
+            token_lifetime_seconds: s,
+        }),
+        token_info_url,
+        credential_source: CredentialSource {
+            executable: ExecutableSource {
+                command: &spec.command,
+                timeout_millis: spec.timeout_millis,
+                output_file: spec.executable_output_file.display().to_string(),
+            },
+        },
+    };
+    let mut text = serde_json::to_string_pretty(&config)
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot encode config: {e}")))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// Joins an absolute program path and arguments into a command every client
+/// library splits the same way, refusing anything it would split differently.
+pub fn command_line(program: &Path, args: &[String]) -> Result<String> {
+    let program_str = program.to_str().unwrap_or_default();
+    if !program.is_absolute() || program_str.is_empty() {
+        return Err(Error::invalid(format!(
+            "the command must start with an absolute path, got `{}`",
+            program.display()
+        )));
+    }
+    if !is_portable(program_str) {
+        return Err(Error::invalid(format!(
+            "the path of wif-helper `{}` contains a space, quote or shell character, which \
+             Google client libraries split or interpret differently. Install or link wif-helper \
+             at a plain path (e.g. `ln -s \"{}\" /usr/local/bin/wif-helper`) and pass \
+             --executable-path /usr/local/bin/wif-helper",
+            program.display(),
+            program.display()
+        )));
+    }
+    let mut parts = vec![program_str.to_owned()];
+    for a in args {
+        if !is_portable(a) {
+            return Err(Error::invalid(format!(
+                "the argument `{a}` would appear in the generated command, but it contains a \
+                 space, quote or shell character that Google client libraries split or interpret \
+                 differently; choose a value (e.g. a path) without them"
+            )));
+        }
+        parts.push(a.clone());
+    }
+    Ok(parts.join(" "))
+}
+
+/// Characters that mean the same to `strings.Fields`, Java's single-space
+/// split, shlex and `sh`.
+fn is_portable(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@,=%".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn spec(sa: Option<&str>) -> ConfigSpec {
+        ConfigSpec {
+            provider: "projects/1/locations/global/workloadIdentityPools/p/providers/q"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+            service_account: sa.map(str::to_owned),
+            lifetime: sa.map(|_| 7200),
+            token_url: DEFAULT_TOKEN_URL.into(),
+            iam_credentials_url: DEFAULT_IAM_CREDENTIALS_URL.into(),
+            timeout_millis: 30_000,
+            executable_output_file: PathBuf::from("/c/out.json"),
+            command: "/usr/bin/wif-helper executable".into(),
+        }
+    }
+
+    #[test]
+    fn config_has_what_every_library_needs() {
+        let v: Value = serde_json::from_str(
+            &render(&spec(Some("sa@p.iam.gserviceaccount.com"))).unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        assert_eq!(v["type"], "external_account");
+        assert_eq!(
+            v["audience"],
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/q"
+        );
+        assert_eq!(v["subject_token_type"], JWT_TOKEN_TYPE);
+        assert_eq!(v["token_url"], DEFAULT_TOKEN_URL);
+        assert_eq!(
+            v["service_account_impersonation_url"],
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken"
+        );
+        assert_eq!(
+            v["service_account_impersonation"]["token_lifetime_seconds"],
+            7200
+        );
+        assert_eq!(
+            v["credential_source"]["executable"]["timeout_millis"],
+            30_000
+        );
+        assert_eq!(
+            v["credential_source"]["executable"]["output_file"],
+            "/c/out.json"
+        );
+        assert!(v.get("token_info_url").is_none());
+    }
+
+    #[test]
+    fn without_a_service_account_it_names_the_introspection_url() {
+        let v: Value =
+            serde_json::from_str(&render(&spec(None)).unwrap_or_default()).unwrap_or_default();
+        assert_eq!(
+            v["token_info_url"],
+            "https://sts.googleapis.com/v1/introspect"
+        );
+        assert!(v.get("service_account_impersonation_url").is_none());
+    }
+
+    #[test]
+    fn timeout_outside_library_bounds_is_refused() {
+        for t in [4_999, 120_001] {
+            let mut s = spec(None);
+            s.timeout_millis = t;
+            assert!(render(&s).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn command_is_absolute_single_spaced_and_unquoted() {
+        let cmd = command_line(
+            Path::new("/opt/bin/wif-helper"),
+            &[
+                "executable".into(),
+                "--provider".into(),
+                "projects/1".into(),
+            ],
+        );
+        assert_eq!(
+            cmd.ok().as_deref(),
+            Some("/opt/bin/wif-helper executable --provider projects/1")
+        );
+        assert!(command_line(Path::new("bin/wif-helper"), &[]).is_err());
+        let e = command_line(Path::new("/My Tools/wif-helper"), &[]).err();
+        assert!(e.is_some_and(|e| e.message().contains("--executable-path")));
+        for bad in ["a b", "a\"b", "a'b", "a;b", "a$b", "a\\b", ""] {
+            assert!(
+                command_line(Path::new("/x"), &[bad.into()]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

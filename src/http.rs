@@ -1,0 +1,545 @@
+//! The HTTP client and the one retry policy for every Google call.
+//!
+//! [`client`] builds the `reqwest` client used for Google STS and IAM
+//! Credentials: rustls with the platform's trust store, a 3 s connect
+//! timeout, `wif-helper/<version>` as user agent, and `HTTPS_PROXY` /
+//! `HTTP_PROXY` / `NO_PROXY` honoured (reqwest reads them by default).
+//! It is built only on a cache miss, so a cache hit never sets up TLS.
+//!
+//! [`send_with_retry`] is the retry policy: 429, 500, 502, 503, 504,
+//! connection failures and timeouts are retried with full-jitter exponential
+//! backoff (100 ms base, doubling, capped at 2 s, at most [`MAX_ATTEMPTS`]
+//! attempts); other statuses, including every other 4xx, are returned at
+//! once for the caller to explain. Nothing sleeps or waits past the caller's
+//! deadline. Error messages name the service and host, never a URL query,
+//! header or body.
+
+use crate::error::{Error, ErrorCode, Result};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+/// TCP + TLS connection setup limit.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The `User-Agent` of every Google call.
+pub const USER_AGENT: &str = concat!("wif-helper/", env!("CARGO_PKG_VERSION"));
+/// Attempts per call, the first included.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// The first backoff ceiling.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// The largest backoff ceiling.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// Responses larger than this are not from Google's token endpoints.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Don't start an attempt with less time than this left.
+const MIN_ATTEMPT: Duration = Duration::from_millis(50);
+
+/// Builds the client for Google calls; `request_timeout` bounds any single
+/// request (each attempt of [`send_with_retry`] sets a tighter one).
+pub fn client(request_timeout: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(request_timeout)
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!(
+                    "cannot set up the HTTPS client: {}",
+                    chain(&e.without_url())
+                ),
+            )
+        })
+}
+
+/// A final HTTP answer: its status and body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The body (may hold a token: never log it).
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("body", &format_args!("[{} bytes]", self.body.len()))
+            .finish()
+    }
+}
+
+/// Whether an HTTP status is worth retrying.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+/// What went wrong below HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// The request could not be built (a bad URL): a usage error, not retried.
+    Invalid,
+    /// Connect or response timeout: retried, [`ErrorCode::Timeout`].
+    Timeout,
+    /// Refused, reset, DNS, TLS, truncated body: retried, [`ErrorCode::NetworkError`].
+    Network,
+    /// A redirect loop or an undecodable answer: not retried.
+    Fatal,
+}
+
+impl TransportFailure {
+    /// Classifies a `reqwest` error.
+    pub fn of(e: &reqwest::Error) -> Self {
+        Self::from_flags(
+            e.is_builder(),
+            e.is_timeout(),
+            e.is_redirect() || e.is_decode(),
+        )
+    }
+
+    /// The classification table, separated from `reqwest` for tests.
+    pub fn from_flags(builder: bool, timeout: bool, fatal: bool) -> Self {
+        if builder {
+            Self::Invalid
+        } else if timeout {
+            Self::Timeout
+        } else if fatal {
+            Self::Fatal
+        } else {
+            Self::Network
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Timeout | Self::Network)
+    }
+}
+
+/// The backoff ceiling before retry number `retry` (0 for the first retry):
+/// `BACKOFF_BASE * 2^retry`, at most [`BACKOFF_CAP`].
+pub fn backoff_ceiling(retry: u32) -> Duration {
+    BACKOFF_BASE
+        .checked_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
+        .unwrap_or(BACKOFF_CAP)
+        .min(BACKOFF_CAP)
+}
+
+/// Full jitter: a pause uniformly drawn (by `random`) from
+/// `0..=backoff_ceiling(retry)`, in whole milliseconds.
+pub fn backoff(retry: u32, random: u64) -> Duration {
+    let ceiling = u64::try_from(backoff_ceiling(retry).as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(random % ceiling.saturating_add(1))
+}
+
+/// A random number for jitter: std's per-instance random hash keys, no crate.
+fn random() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+/// How long one attempt may take with `left` until the deadline: 60 % of
+/// it, but at least 5 s (or all of it when less is left), so one hung
+/// attempt still leaves time for a retry.
+pub fn attempt_timeout(left: Duration) -> Duration {
+    left.mul_f64(0.6).max(left.min(Duration::from_secs(5)))
+}
+
+/// Sends the request `make` builds, retrying as the module describes, and
+/// returns the final status and body (a success, a non-retryable status, or
+/// the last retryable status when attempts or time run out). `what` names
+/// the service in messages, e.g. `Google STS`.
+pub async fn send_with_retry(
+    deadline: Instant,
+    what: &str,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<Response> {
+    let mut attempt: u32 = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < MIN_ATTEMPT {
+            return Err(Error::new(
+                ErrorCode::Timeout,
+                format!("no time left to call {what} before the deadline (raise --timeout-millis)"),
+            ));
+        }
+        let (client, request) = make().timeout(attempt_timeout(left)).build_split();
+        let request = request.map_err(|e| {
+            Error::invalid(format!(
+                "cannot build the {what} request: {}",
+                chain(&e.without_url())
+            ))
+        })?;
+        let host = request.url().host_str().unwrap_or("?").to_owned();
+        let started = Instant::now();
+        let outcome = match client.execute(request).await {
+            Ok(resp) => read_body(resp).await,
+            Err(e) => Err(e),
+        };
+        attempt += 1;
+        let retryable = match &outcome {
+            Ok(r) => is_retryable_status(r.status),
+            Err(e) => TransportFailure::of(e).is_retryable(),
+        };
+        tracing::debug!(
+            service = what,
+            host,
+            attempt,
+            status = outcome.as_ref().ok().map(|r| r.status),
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "HTTP attempt"
+        );
+        let pause = backoff(attempt - 1, random());
+        let room = deadline.saturating_duration_since(Instant::now());
+        if !retryable || attempt >= MAX_ATTEMPTS || pause + MIN_ATTEMPT >= room {
+            return outcome.map_err(|e| transport_error(what, &host, &e, started.elapsed()));
+        }
+        if let Err(e) = &outcome {
+            tracing::debug!(service = what, host, error = %describe(e), "retrying");
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// A `reqwest` error without its URL: what happened and the causes.
+fn describe(e: &reqwest::Error) -> String {
+    let mut out = kind(e).to_owned();
+    let mut cur = std::error::Error::source(e);
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+fn kind(e: &reqwest::Error) -> &'static str {
+    match TransportFailure::of(e) {
+        TransportFailure::Invalid => "invalid request",
+        TransportFailure::Timeout => "timed out",
+        TransportFailure::Fatal => "unusable response",
+        TransportFailure::Network if e.is_connect() => "connection failed",
+        TransportFailure::Network => "request failed",
+    }
+}
+
+async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Response, reqwest::Error> {
+    let status = resp.status().as_u16();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = MAX_BODY_BYTES.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    Ok(Response { status, body })
+}
+
+fn transport_error(what: &str, host: &str, e: &reqwest::Error, took: Duration) -> Error {
+    let detail = describe(e);
+    match TransportFailure::of(e) {
+        TransportFailure::Timeout => Error::new(
+            ErrorCode::Timeout,
+            format!(
+                "{what} at {host} did not answer in time ({} ms; {detail}); check connectivity \
+                 and HTTPS_PROXY/NO_PROXY, or raise --timeout-millis",
+                took.as_millis()
+            ),
+        ),
+        TransportFailure::Network => Error::new(
+            ErrorCode::NetworkError,
+            format!(
+                "could not reach {what} at {host} ({detail}); check connectivity, DNS and HTTPS_PROXY/NO_PROXY"
+            ),
+        ),
+        TransportFailure::Invalid => {
+            Error::invalid(format!("cannot call {what} at {host}: {detail}"))
+        }
+        TransportFailure::Fatal => Error::new(
+            ErrorCode::GoogleError,
+            format!("{what} at {host} gave an unusable answer ({detail})"),
+        ),
+    }
+}
+
+/// An error and its sources, one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// A scripted HTTP/1.1 server on loopback for unit tests: answers each
+/// connection with the next `(status, body)` and records the raw requests.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    pub(crate) struct FakeServer {
+        pub url: String,
+        requests: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl FakeServer {
+        pub(crate) fn start(script: Vec<(u16, String)>) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+            let url = format!(
+                "http://{}",
+                listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+            );
+            let requests = Arc::new(Mutex::new(Vec::new()));
+            let seen = Arc::clone(&requests);
+            std::thread::spawn(move || {
+                for (status, body) in script {
+                    let Ok((stream, _)) = listener.accept() else {
+                        return;
+                    };
+                    let mut reader = BufReader::new(stream);
+                    let mut head = String::new();
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        head.push_str(&line);
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut req_body = vec![0u8; len];
+                    let _ = reader.read_exact(&mut req_body);
+                    head.push_str(&String::from_utf8_lossy(&req_body));
+                    if let Ok(mut v) = seen.lock() {
+                        v.push(head);
+                    }
+                    let mut stream = reader.into_inner();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.flush();
+                }
+            });
+            Self { url, requests }
+        }
+
+        pub(crate) fn requests(&self) -> Vec<String> {
+            self.requests.lock().map(|v| v.clone()).unwrap_or_default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeServer;
+    use super::*;
+
+    #[test]
+    fn status_classification_table() {
+        for s in [429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(s), "{s}");
+        }
+        for s in [
+            200, 201, 204, 301, 400, 401, 403, 404, 409, 412, 413, 422, 501, 505,
+        ] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn transport_classification_table() {
+        use TransportFailure::*;
+        // (builder, timeout, fatal) -> class, retryable
+        let table = [
+            ((true, false, false), Invalid, false),
+            ((true, true, false), Invalid, false),
+            ((false, true, false), Timeout, true),
+            ((false, true, true), Timeout, true),
+            ((false, false, true), Fatal, false),
+            ((false, false, false), Network, true),
+        ];
+        for ((b, t, f), class, retry) in table {
+            let c = TransportFailure::from_flags(b, t, f);
+            assert_eq!(c, class, "{b} {t} {f}");
+            assert_eq!(c.is_retryable(), retry, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_ceilings_double_from_100ms_and_cap_at_2s() {
+        let ms = |r| backoff_ceiling(r).as_millis();
+        assert_eq!(
+            [ms(0), ms(1), ms(2), ms(3), ms(4), ms(5)],
+            [100, 200, 400, 800, 1600, 2000]
+        );
+        assert_eq!(ms(31), 2000);
+        assert_eq!(ms(u32::MAX), 2000);
+    }
+
+    #[test]
+    fn full_jitter_stays_within_zero_and_the_ceiling() {
+        for retry in 0..8 {
+            let ceiling = backoff_ceiling(retry);
+            for r in [0, 1, 99, 100, 101, 12_345, u64::MAX, random(), random()] {
+                assert!(backoff(retry, r) <= ceiling, "{retry} {r}");
+            }
+            assert_eq!(backoff(retry, 0), Duration::ZERO);
+            assert_eq!(
+                backoff(retry, u64::try_from(ceiling.as_millis()).unwrap_or(0)),
+                ceiling
+            );
+        }
+    }
+
+    #[test]
+    fn jitter_source_varies() {
+        let draws: std::collections::HashSet<u64> = (0..16).map(|_| random()).collect();
+        assert!(draws.len() > 1);
+    }
+
+    #[test]
+    fn attempt_timeout_leaves_room_for_a_retry_but_never_passes_the_deadline() {
+        assert_eq!(
+            attempt_timeout(Duration::from_secs(30)),
+            Duration::from_secs(18)
+        );
+        assert_eq!(
+            attempt_timeout(Duration::from_secs(6)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            attempt_timeout(Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(attempt_timeout(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn debug_of_a_response_hides_the_body() {
+        let r = Response {
+            status: 200,
+            body: b"{\"access_token\":\"ya29.secret\"}".to_vec(),
+        };
+        let d = format!("{r:?}");
+        assert!(!d.contains("ya29"), "{d}");
+        assert!(d.contains("200"));
+    }
+
+    #[tokio::test]
+    async fn past_deadline_means_timeout_without_a_request() {
+        let client = reqwest::Client::new();
+        let e = send_with_retry(Instant::now(), "Google STS", || {
+            client.post("http://127.0.0.1:9/x")
+        })
+        .await
+        .err();
+        assert_eq!(e.map(|e| e.code()), Some(ErrorCode::Timeout));
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_a_network_error_naming_the_host_within_the_deadline() {
+        // Port 9 (discard) on loopback is closed here; connection refused is immediate.
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(3);
+        let e = send_with_retry(deadline, "Google STS", || {
+            client.post("http://127.0.0.1:9/v1/token?x=secret")
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+        assert!(Instant::now() <= deadline + Duration::from_millis(200));
+        assert_eq!(e.code(), ErrorCode::NetworkError, "{e}");
+        assert!(e.message().contains("127.0.0.1"), "{e}");
+        assert!(!e.message().contains("secret"), "{e}");
+        assert!(e.is_transient());
+    }
+
+    fn script(statuses: &[u16]) -> Vec<(u16, String)> {
+        statuses
+            .iter()
+            .map(|s| (*s, format!("{{\"n\":{s}}}")))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn retryable_statuses_are_retried_until_success() -> Result<()> {
+        let server = FakeServer::start(script(&[503, 429, 502, 200]));
+        let client = client(Duration::from_secs(5))?;
+        let r = send_with_retry(
+            Instant::now() + Duration::from_secs(10),
+            "Google STS",
+            || client.post(&server.url),
+        )
+        .await?;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"{\"n\":200}");
+        let reqs = server.requests();
+        assert_eq!(reqs.len(), 4);
+        assert!(
+            reqs[0]
+                .to_ascii_lowercase()
+                .contains(&format!("user-agent: {USER_AGENT}")),
+            "{}",
+            reqs[0]
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn other_4xx_are_returned_at_once() -> Result<()> {
+        for status in [400, 401, 403, 404] {
+            let server = FakeServer::start(script(&[status, 200]));
+            let client = client(Duration::from_secs(5))?;
+            let r = send_with_retry(Instant::now() + Duration::from_secs(10), "IAM", || {
+                client.post(&server.url)
+            })
+            .await?;
+            assert_eq!(r.status, status);
+            assert_eq!(server.requests().len(), 1, "{status}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn attempts_are_bounded_and_the_last_status_is_returned() -> Result<()> {
+        let server = FakeServer::start(script(&[500; 8]));
+        let client = client(Duration::from_secs(5))?;
+        let r = send_with_retry(Instant::now() + Duration::from_secs(20), "IAM", || {
+            client.post(&server.url)
+        })
+        .await?;
+        assert_eq!(r.status, 500);
+        assert_eq!(
+            server.requests().len(),
+            usize::try_from(MAX_ATTEMPTS).unwrap_or(0)
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn backoff_never_sleeps_past_the_deadline() -> Result<()> {
+        let server = FakeServer::start(script(&[503; 100]));
+        let client = client(Duration::from_secs(5))?;
+        let deadline = Instant::now() + Duration::from_millis(150);
+        let r = send_with_retry(deadline, "IAM", || client.post(&server.url)).await?;
+        assert_eq!(r.status, 503);
+        assert!(Instant::now() <= deadline + Duration::from_millis(50));
+        Ok(())
+    }
+}

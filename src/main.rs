@@ -1,0 +1,5 @@
+//! The wif-helper binary: all logic lives in the library.
+
+fn main() -> std::process::ExitCode {
+    wif_helper::cli::main()
+}
