@@ -1,0 +1,179 @@
+//! The real Google client libraries (Python google-auth, Node
+//! google-auth-library) load a config written by `generate-config`, run
+//! wif-helper, exchange its JWT at the emulated Google STS and impersonate the
+//! service account at the emulated IAM Credentials.
+//!
+//! `tests/clients/setup.sh` installs the pinned libraries under
+//! `target/clients` on first use (a virtualenv and node_modules).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn clients() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("target/clients");
+        let status = Command::new("bash")
+            .arg(root.join("tests/clients/setup.sh"))
+            .arg(&dir)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run tests/clients/setup.sh: {e}"));
+        assert!(status.success(), "tests/clients/setup.sh failed: the client-library tests need python3 (venv, pip) and npm");
+        dir
+    })
+}
+
+struct Setup {
+    world: World,
+    config: PathBuf,
+    helper: PathBuf,
+}
+
+/// A world and a credential config whose command runs a private copy of
+/// wif-helper (so a test can delete it to prove it is not run again).
+fn setup() -> Setup {
+    let world = World::new();
+    let helper = world.dir.path().join("bin/wif-helper");
+    std::fs::create_dir_all(helper.parent().unwrap_or(world.dir.path())).unwrap_or_default();
+    std::fs::copy(BIN, &helper).unwrap_or_else(|e| panic!("copy binary: {e}"));
+    let config = world.dir.path().join("credential_config.json");
+    let provider = world.oidc_provider();
+    let sa = world.emu.service_account();
+    let out = world.run(&[
+        "generate-config",
+        "--provider",
+        &provider,
+        "--service-account",
+        &sa,
+        "--output-file",
+        config.to_str().unwrap_or_default(),
+        "--token-url",
+        &format!("{}/google/sts/v1/token", world.emu.url()),
+        "--iam-credentials-url",
+        &format!("{}/google/iamcredentials", world.emu.url()),
+        "--executable-path",
+        helper.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status, 0, "generate-config: {}", out.stderr);
+    Setup {
+        world,
+        config,
+        helper,
+    }
+}
+
+impl Setup {
+    fn library(&self, program: &Path, args: &[&str]) -> Value {
+        let mut c = Command::new(program);
+        c.args(args).env_clear();
+        for (k, v) in self.world.env_vars() {
+            c.env(k, v);
+        }
+        c.env("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1")
+            .env("GOOGLE_APPLICATION_CREDENTIALS", &self.config)
+            .env("GOOGLE_CLOUD_PROJECT", "wif-demo")
+            .env("NODE_MODULES_DIR", clients().join("node/node_modules"));
+        let out = c
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!(
+                "{} printed no JSON ({e}): stdout {stdout:?} stderr {:?}",
+                program.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    fn python(&self, mode: &str) -> Value {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_client.py");
+        let config = self.config.to_str().unwrap_or_default().to_owned();
+        self.library(
+            &clients().join("venv/bin/python"),
+            &[script.to_str().unwrap_or_default(), mode, &config],
+        )
+    }
+
+    fn node(&self) -> Value {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node_client.js");
+        let config = self.config.to_str().unwrap_or_default().to_owned();
+        self.library(
+            Path::new("node"),
+            &[script.to_str().unwrap_or_default(), &config],
+        )
+    }
+
+    /// The token is one the emulated IAM Credentials issued for the service account.
+    fn assert_service_account_token(&self, v: &Value) {
+        assert_eq!(v["ok"], Value::Bool(true), "{v}");
+        let token = v["token"].as_str().unwrap_or_default();
+        assert!(!token.is_empty(), "{v}");
+        assert!(
+            self.world.emu.issued_secrets().iter().any(|s| s == token),
+            "token not issued by the emulator: {v}"
+        );
+    }
+}
+
+#[test]
+fn python_load_credentials_from_file_gets_the_service_account_token() {
+    let s = setup();
+    let v = s.python("load");
+    s.assert_service_account_token(&v);
+    assert_eq!(s.world.emu.count("sts:GetWebIdentityToken"), 1);
+    assert_eq!(s.world.emu.count("google:sts.token"), 1);
+    assert_eq!(s.world.emu.count("google:generateAccessToken"), 1);
+}
+
+#[test]
+fn python_default_credentials_gets_the_service_account_token() {
+    let s = setup();
+    let v = s.python("default");
+    s.assert_service_account_token(&v);
+    assert_eq!(s.world.emu.count("google:generateAccessToken"), 1);
+}
+
+#[test]
+fn node_google_auth_gets_the_service_account_token() {
+    let s = setup();
+    let v = s.node();
+    s.assert_service_account_token(&v);
+    assert_eq!(s.world.emu.count("google:sts.token"), 1);
+    assert_eq!(s.world.emu.count("google:generateAccessToken"), 1);
+}
+
+#[test]
+fn libraries_reuse_the_output_file_without_running_wif_helper_again() {
+    let s = setup();
+    s.assert_service_account_token(&s.python("load"));
+    // Remove the program: fresh library processes must now answer from the output file.
+    std::fs::remove_file(&s.helper).unwrap_or_else(|e| panic!("{e}"));
+    s.assert_service_account_token(&s.python("load"));
+    s.assert_service_account_token(&s.node());
+    assert_eq!(s.world.emu.count("sts:GetWebIdentityToken"), 1);
+    // Each library process still exchanged the (reused) JWT itself.
+    assert_eq!(s.world.emu.count("google:sts.token"), 3);
+}
+
+#[test]
+fn libraries_show_wif_helpers_error_code_and_message() {
+    let s = setup();
+    s.world.emu.set_outbound_federation(false);
+    for v in [s.python("load"), s.node()] {
+        assert_eq!(v["ok"], Value::Bool(false), "{v}");
+        let err = v["error"].as_str().unwrap_or_default();
+        assert!(err.contains("AWS_OUTBOUND_FEDERATION_DISABLED"), "{err}");
+        assert!(
+            err.contains("enable-outbound-web-identity-federation"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! Test harness: an emulator on loopback and the real wif-helper binary.
+//!
+//! Every command runs with a cleared environment, its own HOME and cache
+//! directory, and AWS pointed at the emulator, so tests run in parallel and
+//! no request leaves 127.0.0.1. `Run` keeps stdout, stderr and the status
+//! for assertions; executable-mode tests assert stderr is empty.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use wif_emulator::{Emulator, EmulatorConfig};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wif-helper");
+pub const ACCOUNT: &str = "111122223333";
+pub const WORKLOAD_ROLE: &str = "arn:aws:iam::111122223333:role/wif-workload";
+pub const ASSUMED_ROLE: &str = "arn:aws:iam::111122223333:role/wif-assumed";
+
+/// How the child process finds AWS credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsSource {
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the emulator's IAM user.
+    EnvKeys,
+    /// A profile with role_arn + source_profile (keys in the credentials file).
+    ProfileAssumeRole,
+    /// AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (EKS IRSA).
+    WebIdentity,
+    /// AWS_CONTAINER_CREDENTIALS_FULL_URI + authorization token (ECS, EKS Pod Identity).
+    Container,
+    /// EC2 instance metadata, IMDSv2.
+    Imds,
+    /// Nothing at all.
+    None,
+}
+
+pub struct World {
+    pub emu: Emulator,
+    pub dir: tempfile::TempDir,
+    pub source: AwsSource,
+    pub extra_env: Vec<(String, String)>,
+    pub region: Option<String>,
+}
+
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected exactly one line of JSON on stdout, got {:?}",
+            self.stdout
+        );
+        serde_json::from_str(lines[0])
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// The executable-protocol contract every run must keep.
+    pub fn protocol(&self) -> Value {
+        assert_eq!(self.stderr, "", "executable mode wrote to stderr");
+        assert_eq!(
+            self.status, 0,
+            "executable mode exit status; stdout {:?}",
+            self.stdout
+        );
+        let v = self.json();
+        assert_eq!(v["version"], Value::from(1), "{v}");
+        assert!(v["success"].is_boolean(), "{v}");
+        assert_eq!(
+            v["token_type"], "urn:ietf:params:oauth:token-type:jwt",
+            "{v}"
+        );
+        if v["success"] == Value::Bool(true) {
+            assert!(
+                v["id_token"]
+                    .as_str()
+                    .is_some_and(|t| t.split('.').count() == 3),
+                "{v}"
+            );
+            assert!(v["expiration_time"].is_i64(), "{v}");
+        } else {
+            assert!(v["code"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
+            assert!(v["message"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
+        }
+        v
+    }
+
+    /// A failed protocol answer with this code.
+    pub fn failure(&self, code: &str) -> String {
+        let v = self.protocol();
+        assert_eq!(v["success"], Value::Bool(false), "{v}");
+        assert_eq!(v["code"], code, "{v}");
+        v["message"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A successful protocol answer: (JWT, expiration_time).
+    pub fn success(&self) -> (String, i64) {
+        let v = self.protocol();
+        assert_eq!(v["success"], Value::Bool(true), "{v}");
+        (
+            v["id_token"].as_str().unwrap_or_default().to_owned(),
+            v["expiration_time"].as_i64().unwrap_or_default(),
+        )
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            status: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl World {
+    pub fn new() -> Self {
+        Self::with(EmulatorConfig::default(), AwsSource::EnvKeys)
+    }
+
+    pub fn with(config: EmulatorConfig, source: AwsSource) -> Self {
+        let emu = Emulator::start(config).expect("emulator starts");
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self {
+            emu,
+            dir,
+            source,
+            extra_env: Vec::new(),
+            region: Some("us-east-1".into()),
+        }
+    }
+
+    pub fn source(mut self, source: AwsSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.extra_env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home().join(".cache").join("wif-helper")
+    }
+
+    pub fn oidc_provider(&self) -> String {
+        self.emu
+            .oidc_audience()
+            .trim_start_matches("//iam.googleapis.com/")
+            .to_owned()
+    }
+
+    /// A command for the wif-helper binary with the world's environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).env_clear().stdin(Stdio::null());
+        for (k, v) in self.env_vars() {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        let home = self.home();
+        std::fs::create_dir_all(home.join(".aws")).expect("home");
+        let url = self.emu.url();
+        let mut e: Vec<(String, String)> = vec![
+            ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+            ("HOME".into(), home.display().to_string()),
+            ("AWS_ENDPOINT_URL_STS".into(), url.clone()),
+            (
+                "AWS_CONFIG_FILE".into(),
+                home.join(".aws/config").display().to_string(),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                home.join(".aws/credentials").display().to_string(),
+            ),
+        ];
+        if let Some(r) = &self.region {
+            e.push(("AWS_REGION".into(), r.clone()));
+        }
+        if self.source != AwsSource::Imds {
+            // Never let the SDK try the real 169.254.169.254.
+            e.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
+        }
+        let (akid, secret) = self.emu.static_credentials();
+        match self.source {
+            AwsSource::EnvKeys => {
+                e.push(("AWS_ACCESS_KEY_ID".into(), akid));
+                e.push(("AWS_SECRET_ACCESS_KEY".into(), secret));
+            }
+            AwsSource::ProfileAssumeRole => {
+                std::fs::write(
+                    home.join(".aws/credentials"),
+                    format!(
+                        "[base]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"
+                    ),
+                )
+                .expect("credentials file");
+                std::fs::write(
+                    home.join(".aws/config"),
+                    format!("[profile app]\nrole_arn = {ASSUMED_ROLE}\nsource_profile = base\nrole_session_name = from-profile\n"),
+                )
+                .expect("config file");
+                e.push(("AWS_PROFILE".into(), "app".into()));
+            }
+            AwsSource::WebIdentity => {
+                let token_file = home.join("web-identity-token");
+                std::fs::write(
+                    &token_file,
+                    self.emu
+                        .web_identity_token("system:serviceaccount:default:app"),
+                )
+                .expect("token file");
+                e.push((
+                    "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
+                    token_file.display().to_string(),
+                ));
+                e.push(("AWS_ROLE_ARN".into(), WORKLOAD_ROLE.into()));
+                e.push(("AWS_ROLE_SESSION_NAME".into(), "irsa-session".into()));
+            }
+            AwsSource::Container => {
+                e.push((
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+                    format!("{url}/aws/container/credentials"),
+                ));
+                e.push((
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN".into(),
+                    self.emu.container_auth_token(),
+                ));
+            }
+            AwsSource::Imds => {
+                e.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), url.clone()));
+            }
+            AwsSource::None => {}
+        }
+        e.extend(self.extra_env.iter().cloned());
+        e
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("wif-helper runs").into()
+    }
+
+    /// `wif-helper executable --provider <oidc provider>` plus `extra`.
+    pub fn executable(&self, extra: &[&str]) -> Run {
+        let provider = self.oidc_provider();
+        let mut args = vec!["executable", "--provider", provider.as_str()];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+}
+
+/// The claims of a JWT (no verification; the emulator verifies signatures).
+pub fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON payload")
+}
+
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("file exists")).expect("JSON file")
+}
