@@ -10,8 +10,15 @@
 //!
 //! The resolved credentials are pinned into the returned [`AwsContext`] so
 //! each source is asked once per process.
+//!
+//! Every AWS call goes through [`transport::client`]: AWS services honour
+//! `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`, instance metadata and container
+//! credentials never go through a proxy. The SDK's standard retry mode
+//! (3 attempts; throttling, 5xx, timeouts and connection failures, plus a
+//! bare 429 for wif-helper's own STS calls) runs inside each call's deadline.
 
 pub mod caller_identity;
+pub mod transport;
 pub mod web_identity;
 
 use crate::error::{Error, ErrorCode, Result};
@@ -21,6 +28,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_sts::config::interceptors::InterceptorContext;
+use aws_sdk_sts::config::retry::{ClassifyRetry, RetryAction};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
@@ -56,6 +65,7 @@ pub struct AwsContext {
 /// credentials once.
 pub async fn load(settings: &AwsSettings, attempt_timeout: Duration) -> Result<AwsContext> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(transport::client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
@@ -92,11 +102,12 @@ pub async fn load(settings: &AwsSettings, attempt_timeout: Duration) -> Result<A
         .provide_credentials()
         .await
         .map_err(|e| credentials_error(&e, settings.assume_role_arn.as_deref()))?;
-    tracing::debug!(
-        access_key_id = credentials.access_key_id(),
-        region,
-        "resolved AWS credentials"
-    );
+    crate::secret::remember(credentials.secret_access_key());
+    if let Some(t) = credentials.session_token() {
+        crate::secret::remember(t);
+    }
+    // Debug of Credentials names the provider that won and redacts the keys.
+    tracing::debug!(?credentials, region, "resolved AWS credentials");
     let config = config
         .into_builder()
         .credentials_provider(SharedCredentialsProvider::new(credentials.clone()))
@@ -122,15 +133,40 @@ fn not_found(detail: Option<&str>) -> Error {
     Error::new(ErrorCode::AwsCredentialsNotFound, msg)
 }
 
+/// An error and its sources, one line, without the Debug dump that
+/// `DisplayErrorContext` appends: what happened, then why.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !text.is_empty() && !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    let text = parts.join(": ");
+    match text.char_indices().nth(1000) {
+        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
+        None => text,
+    }
+}
+
 fn credentials_error(e: &CredentialsError, assume_role: Option<&str>) -> Error {
-    let detail = DisplayErrorContext(e).to_string();
+    // Classify on the full context (it holds AWS's error codes), print the chain.
+    let context = DisplayErrorContext(e).to_string();
+    let detail = chain(e);
     match e {
         CredentialsError::CredentialsNotLoaded(_) => not_found(Some(&detail)),
         CredentialsError::ProviderTimedOut(_) => Error::new(
             ErrorCode::Timeout,
             format!("timed out loading AWS credentials: {detail}"),
         ),
-        _ if assume_role.is_some() && detail.contains("AccessDenied") => Error::new(
+        _ if assume_role.is_some() && context.contains("AccessDenied") => Error::new(
             ErrorCode::AwsAccessDenied,
             format!(
                 "AWS refused to assume {}: the role's trust policy must allow the caller \
@@ -138,7 +174,22 @@ fn credentials_error(e: &CredentialsError, assume_role: Option<&str>) -> Error {
                 assume_role.unwrap_or_default()
             ),
         ),
-        _ if detail.contains("dispatch failure") || detail.contains("io error") => Error::new(
+        _ if context.contains("ExpiredToken") => Error::new(
+            ErrorCode::AwsExpiredToken,
+            format!(
+                "the AWS credentials have expired; refresh them (e.g. `aws sso login`) or let the \
+                 credential source renew them: {detail}"
+            ),
+        ),
+        _ if context.contains("timeout") || context.contains("timed out") => Error::new(
+            ErrorCode::Timeout,
+            format!(
+                "timed out loading AWS credentials: the credential source did not answer in time \
+                 (check the instance metadata service or container credentials endpoint; in a \
+                 container on EC2, IMDSv2 needs a hop limit of 2): {detail}"
+            ),
+        ),
+        _ if context.contains("dispatch failure") || context.contains("io error") => Error::new(
             ErrorCode::NetworkError,
             format!("network error loading AWS credentials: {detail}"),
         ),
@@ -149,21 +200,56 @@ fn credentials_error(e: &CredentialsError, assume_role: Option<&str>) -> Error {
     }
 }
 
-/// Maps an error answered by AWS STS (`code`, `message`) to a stable code and
-/// a message that names the fix. `what` names the call, `fix_permission` the
-/// IAM statement to grant on `AccessDenied`.
-pub(crate) fn sts_service_error(
+/// Makes the SDK retry a bare HTTP 429 (from a proxy or load balancer, with
+/// no AWS error code) as throttling, as it already retries AWS's own
+/// throttling codes and 500, 502, 503 and 504.
+#[derive(Debug)]
+pub(crate) struct RetryTooManyRequests;
+
+impl ClassifyRetry for RetryTooManyRequests {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.response() {
+            Some(r) if r.status().as_u16() == 429 => RetryAction::throttling_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "wif-helper: HTTP 429"
+    }
+}
+
+/// The STS client wif-helper's own calls use: the SDK's standard retries
+/// plus [`RetryTooManyRequests`].
+pub(crate) fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {
+    let conf = aws_sdk_sts::config::Builder::from(config)
+        .retry_classifier(RetryTooManyRequests)
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
+}
+
+/// Maps an error answered by AWS STS (`code`, `message`, HTTP `status` or 0
+/// when unknown) to a stable code and a message that names the fix. `what`
+/// names the call, `fix_permission` the IAM statement to grant on
+/// `AccessDenied`. AWS's text is shortened and flattened to one line.
+pub fn sts_service_error(
     what: &str,
     code: Option<&str>,
     message: Option<&str>,
     status: u16,
     fix_permission: &str,
 ) -> Error {
-    let said = format!(
-        "{}: {}",
-        code.unwrap_or("UnknownError"),
-        message.unwrap_or("no message")
-    );
+    let code = code.map(crate::google::quote).filter(|c| !c.is_empty());
+    let message = message.map(crate::google::quote).filter(|m| !m.is_empty());
+    let said = match (&code, &message, status) {
+        (Some(c), Some(m), _) => format!("{c}: {m}"),
+        (Some(c), None, _) => c.clone(),
+        (None, Some(m), 0) => m.clone(),
+        (None, Some(m), s) => format!("HTTP {s}: {m}"),
+        (None, None, 0) => "no error code or message".to_owned(),
+        (None, None, s) => format!("HTTP {s}, no error code or message"),
+    };
+    let code = code.as_deref();
     match code.unwrap_or_default() {
         "AccessDenied" | "AccessDeniedException" => Error::new(
             ErrorCode::AwsAccessDenied,
@@ -187,7 +273,11 @@ pub(crate) fn sts_service_error(
         ),
         "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => Error::transient(
             ErrorCode::AwsError,
-            format!("AWS throttled {what} ({said})"),
+            format!("AWS throttled {what} ({said}); retry later"),
+        ),
+        _ if status == 429 => Error::transient(
+            ErrorCode::AwsError,
+            format!("AWS or a proxy throttled {what} ({said}); retry later"),
         ),
         _ if status >= 500 => {
             Error::transient(ErrorCode::AwsError, format!("AWS failed {what} ({said})"))
@@ -206,7 +296,7 @@ where
     R: std::fmt::Debug,
 {
     use aws_sdk_sts::error::SdkError;
-    let detail = DisplayErrorContext(e).to_string();
+    let detail = chain(e);
     match e {
         SdkError::TimeoutError(_) => Some(Error::new(
             ErrorCode::Timeout,

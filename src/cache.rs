@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 
 /// Refresh this long before expiry (the product's promise: 300 s).
 pub const REFRESH_SLACK_SECS: i64 = 300;
+/// No token wif-helper handles lives longer (Google's longest is 12 h); a
+/// longer claimed lifetime means a broken clock or a forged answer.
+pub const MAX_TOKEN_LIFETIME_SECS: i64 = 7 * 24 * 3600;
+/// 9999-12-31T23:59:59Z: the last instant every expiry must be before.
+const MAX_UNIX_SECS: i64 = 253_402_300_799;
 /// Entries are small; anything larger is not ours.
 const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 /// Bump when the entry format or key derivation changes.
@@ -60,7 +65,7 @@ impl CacheKey {
 
     /// The file name stem, e.g. `jwt-3f2a…`.
     pub fn stem(&self) -> String {
-        format!("{}-{}", self.kind, &self.hex[..40])
+        format!("{}-{}", self.kind, self.hex.get(..40).unwrap_or(&self.hex))
     }
 }
 
@@ -83,6 +88,36 @@ impl CachedToken {
         let lifetime = self.expires_at.saturating_sub(self.issued_at);
         let slack = REFRESH_SLACK_SECS.min(lifetime / 2);
         self.expires_at.saturating_sub(now) > slack
+    }
+
+    /// Checks what every token wif-helper stores or prints must be: one
+    /// non-empty run of printable ASCII without spaces (so it fits on one
+    /// line, in an HTTP header and in JSON unescaped), issued before it
+    /// expires, living at most [`MAX_TOKEN_LIFETIME_SECS`], expiring before
+    /// the year 10000. The error says what is wrong, never the token.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = self.token.expose();
+        if t.is_empty() {
+            return Err("the token is empty".into());
+        }
+        if !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token has spaces, control or non-ASCII characters".into());
+        }
+        if !(0..=MAX_UNIX_SECS).contains(&self.issued_at)
+            || !(0..=MAX_UNIX_SECS).contains(&self.expires_at)
+        {
+            return Err(format!(
+                "the expiry ({}) or issue time ({}) is not a plausible Unix time",
+                self.expires_at, self.issued_at
+            ));
+        }
+        if self.expires_at.saturating_sub(self.issued_at) > MAX_TOKEN_LIFETIME_SECS {
+            return Err(format!(
+                "the token claims to live {} s, more than {MAX_TOKEN_LIFETIME_SECS} s; check the system clock",
+                self.expires_at.saturating_sub(self.issued_at)
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -127,14 +162,20 @@ impl Cache {
     }
 
     /// The entry for `key` if it is intact, made for this key and fresh at
-    /// `now`. A missing, corrupt, truncated, future-schema or foreign entry is
-    /// a miss; an unsafe one (symlink, wrong owner) is an error.
+    /// `now`. A missing, corrupt, truncated, future-schema, foreign or
+    /// implausible ([`CachedToken::validate`]) entry is a miss; an unsafe one
+    /// (symlink, wrong owner, writable by others) is an error.
     pub fn get_fresh(&self, key: &CacheKey, now: i64) -> Result<Option<CachedToken>> {
         let Some(bytes) = fsutil::read_private_file(&self.entry_path(key), MAX_ENTRY_BYTES)? else {
             return Ok(None);
         };
         match serde_json::from_slice::<Entry>(&bytes) {
-            Ok(e) if e.schema == SCHEMA && e.key == key.hex && e.token.is_fresh(now) => {
+            Ok(e)
+                if e.schema == SCHEMA
+                    && e.key == key.hex
+                    && e.token.validate().is_ok()
+                    && e.token.is_fresh(now) =>
+            {
                 Ok(Some(e.token))
             }
             Ok(_) => Ok(None),
@@ -233,8 +274,11 @@ pub struct CacheLock {
 impl CacheLock {
     /// Writes the refreshed token atomically and releases the lock. A write
     /// failure is logged, not returned: the caller's token is good, and a
-    /// cache that cannot be written only costs a later refresh.
+    /// cache that cannot be written only costs a later refresh. Temporary
+    /// files a killed writer of this entry left behind are removed first:
+    /// every writer of an entry holds its lock, so none of them is live.
     pub fn store(self, token: &CachedToken) {
+        fsutil::remove_leftover_temps(&self.path);
         let entry = Entry {
             schema: SCHEMA,
             key: self.key_hex.clone(),
@@ -370,6 +414,56 @@ mod tests {
             cache.get_or_refresh(&key, &FixedClock(1500), later(), || Ok(token(1500, 3600)))?;
         assert_eq!(s, Source::Upstream);
         assert!(cache.get_fresh(&key, 1600)?.is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn implausible_entries_are_misses_and_never_served() -> Result<()> {
+        let (_d, cache) = tmp();
+        let key = CacheKey::new("jwt", [("aud", "x")]);
+        let path = cache.entry_path(&key);
+        let entry = |token: &str, issued_at: i64, expires_at: i64| {
+            serde_json::to_vec(&Entry {
+                schema: SCHEMA,
+                key: key.hex.clone(),
+                token: CachedToken {
+                    token: Secret::new(token),
+                    expires_at,
+                    issued_at,
+                },
+            })
+            .unwrap_or_default()
+        };
+        let week = MAX_TOKEN_LIFETIME_SECS;
+        for (bytes, why) in [
+            (entry("", 1000, 4600), "empty token"),
+            (entry("two words", 1000, 4600), "space"),
+            (entry("line\nbreak", 1000, 4600), "newline"),
+            (entry("tök", 1000, 4600), "non-ASCII"),
+            (entry("t", 1000, 1000 + week + 1), "lifetime above a week"),
+            (entry("t", 1000, i64::MAX), "expiry past 9999"),
+            (entry("t", -5, 4600), "negative issue time"),
+            (entry("t", 1000, 900), "expired before issued"),
+        ] {
+            fsutil::write_atomic(&path, &bytes)?;
+            assert_eq!(cache.get_fresh(&key, 1500)?, None, "{why}");
+        }
+        fsutil::write_atomic(&path, &entry("t", 1000, 1000 + week))?;
+        assert!(cache.get_fresh(&key, 1500)?.is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn a_refresh_removes_what_a_killed_writer_left() -> Result<()> {
+        let (_d, cache) = tmp();
+        let key = CacheKey::new("jwt", [("aud", "x")]);
+        let name = format!("{}.json", key.stem());
+        let leftover = cache.dir.join(format!(".{name}.999999.0.tmp"));
+        std::fs::write(&leftover, b"{\"schema\":1,\"ke")
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        cache.get_or_refresh(&key, &FixedClock(1000), later(), || Ok(token(1000, 3600)))?;
+        assert!(!leftover.exists(), "leftover temp file survived a refresh");
+        assert!(cache.get_fresh(&key, 1500)?.is_some());
         Ok(())
     }
 

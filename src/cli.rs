@@ -172,6 +172,7 @@ enum Format {
 pub fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let env = Env::from_process();
+    crate::secret::remember_env(&env);
     if argv.get(1).is_some_and(|a| a == "executable") {
         return executable::main_executable(&argv, &env);
     }

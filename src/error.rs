@@ -95,12 +95,13 @@ pub struct Error {
 }
 
 impl Error {
-    /// A permanent error.
+    /// A permanent error. The message goes through [`crate::secret::redact`],
+    /// because it may quote what AWS or Google (or a proxy) answered.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let transient = matches!(code, ErrorCode::NetworkError | ErrorCode::Timeout);
         Self {
             code,
-            message: message.into(),
+            message: crate::secret::redact(&message.into()),
             transient,
         }
     }
@@ -164,6 +165,16 @@ mod tests {
         assert_eq!(Error::new(ErrorCode::AwsAccessDenied, "x").exit_code(), 1);
         assert_eq!(Error::new(ErrorCode::NetworkError, "x").exit_code(), 3);
         assert_eq!(Error::transient(ErrorCode::GoogleError, "x").exit_code(), 3);
+    }
+
+    #[test]
+    fn messages_never_carry_a_known_secret_or_a_token_shape() {
+        crate::secret::remember("aws-secret-key-only-error-tests-know");
+        let e = Error::new(
+            ErrorCode::AwsError,
+            "AWS said: aws-secret-key-only-error-tests-know is wrong for eyJhbGciOiJSUzI1NiJ9.eyJhIjoxfQ.c2ln",
+        );
+        assert_eq!(e.message(), "AWS said: [redacted] is wrong for [redacted]");
     }
 
     #[test]

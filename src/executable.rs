@@ -46,7 +46,9 @@ struct Failure<'a> {
 /// stop serving it.
 pub fn announced_expiry(token: &CachedToken) -> i64 {
     let lifetime = token.expires_at.saturating_sub(token.issued_at);
-    token.expires_at - REFRESH_SLACK_SECS.min(lifetime / 2)
+    token
+        .expires_at
+        .saturating_sub(REFRESH_SLACK_SECS.min(lifetime / 2))
 }
 
 /// The success response for a JWT.

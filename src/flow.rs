@@ -35,7 +35,19 @@ impl CacheSettings {
                 Error::invalid("no cache directory: set --cache-dir (WIF_HELPER_CACHE_DIR), XDG_CACHE_HOME or HOME, or pass --no-cache")
             })?,
         };
-        Cache::open(dir).map(Some)
+        Cache::open(dir).map(Some).map_err(|e| {
+            if e.code() == ErrorCode::CacheError {
+                Error::new(
+                    e.code(),
+                    format!(
+                        "{}; choose another --cache-dir (WIF_HELPER_CACHE_DIR) or pass --no-cache",
+                        e.message()
+                    ),
+                )
+            } else {
+                e
+            }
+        })
     }
 }
 

@@ -154,6 +154,33 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     })
 }
 
+/// Removes the temporary files [`write_atomic`] left for `path` when its
+/// writer died between creating and renaming them. Call it only while no
+/// other writer of `path` can be running (the cache holds the entry's lock).
+/// Best effort: failures are ignored, since a leftover costs only space.
+pub fn remove_leftover_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let n = entry.file_name();
+        let n = n.to_string_lossy();
+        if n.starts_with(&prefix) && n.ends_with(".tmp") {
+            // remove_file never follows a symlink: it removes the link.
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn open_error(path: &Path, e: &io::Error) -> Error {
     if e.raw_os_error() == Some(libc::ELOOP) {
         Error::new(
@@ -203,6 +230,56 @@ mod tests {
         assert_eq!(err.map(|e| e.code()), Some(ErrorCode::CacheInsecure));
         let err = open_lock_file(&link).err();
         assert_eq!(err.map(|e| e.code()), Some(ErrorCode::CacheInsecure));
+        Ok(())
+    }
+
+    #[test]
+    fn leftover_temps_of_one_file_are_removed_and_nothing_else() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::invalid(e.to_string()))?;
+        let p = dir.path().join("jwt-abc.json");
+        let keep = [
+            "jwt-abc.json",
+            "jwt-abc.lock",
+            ".jwt-abcd.json.1.0.tmp",
+            ".other.json.1.0.tmp",
+        ];
+        write_atomic(&p, b"entry")?;
+        for n in &keep[1..] {
+            fs::write(dir.path().join(n), b"x").map_err(|e| Error::invalid(e.to_string()))?;
+        }
+        for n in [".jwt-abc.json.4242.0.tmp", ".jwt-abc.json.4243.7.tmp"] {
+            fs::write(dir.path().join(n), b"{\"half").map_err(|e| Error::invalid(e.to_string()))?;
+        }
+        remove_leftover_temps(&p);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .map_err(|e| Error::invalid(e.to_string()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want: Vec<String> = keep.iter().map(|s| (*s).to_owned()).collect();
+        want.sort();
+        assert_eq!(left, want);
+        Ok(())
+    }
+
+    #[test]
+    fn directory_owned_by_another_user_is_refused() -> Result<()> {
+        // Needs root to give a directory away; skipped otherwise.
+        if rustix::process::geteuid().as_raw() != 0 {
+            return Ok(());
+        }
+        let dir = tempfile::tempdir().map_err(|e| Error::invalid(e.to_string()))?;
+        let d = dir.path().join("cache");
+        ensure_private_dir(&d)?;
+        std::os::unix::fs::chown(&d, Some(65534), Some(65534))
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        let err = ensure_private_dir(&d).err();
+        assert_eq!(
+            err.as_ref().map(|e| e.code()),
+            Some(ErrorCode::CacheInsecure)
+        );
+        assert!(err.is_some_and(|e| e.message().contains("owned by uid 65534")));
         Ok(())
     }
 

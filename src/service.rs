@@ -48,6 +48,8 @@ pub const DEFAULT_LIFETIME: u32 = 3600;
 pub const MAX_LIFETIME: u32 = 43_200;
 /// Default overall deadline.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest overall deadline accepted (one hour).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Default lifetime of the AWS-issued JWT (OIDC providers), seconds.
 pub const DEFAULT_JWT_DURATION: i64 = 3600;
 
@@ -128,8 +130,12 @@ impl ServiceSettings {
         }
         validate_url("--token-url", &self.token_url)?;
         validate_url("--iam-credentials-url", &self.iam_credentials_url)?;
-        if self.timeout.is_zero() {
-            return Err(Error::invalid("the timeout must be positive"));
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return Err(Error::invalid(format!(
+                "--timeout-millis {} (ServiceSettings::timeout): expected 1..={}",
+                self.timeout.as_millis(),
+                MAX_TIMEOUT.as_millis()
+            )));
         }
         if self.provider_type == ProviderType::Oidc
             && !web_identity::DURATION_RANGE.contains(&self.jwt_duration)
@@ -270,6 +276,7 @@ impl TokenService {
     /// steers the cache location and keys; AWS itself reads the process
     /// environment, as every AWS SDK does.
     pub fn new(settings: ServiceSettings, env: Env) -> Result<Self> {
+        crate::secret::remember_env(&env);
         settings.validate()?;
         let cache = settings.cache.open(&env)?;
         Ok(Self {
@@ -356,7 +363,7 @@ impl TokenService {
                 provider_type: s.provider_type,
                 subject: subject.as_deref(),
             };
-            let token = match want {
+            let result = match want {
                 Want::Access => {
                     iam_credentials::generate_access_token(
                         &client,
@@ -367,7 +374,7 @@ impl TokenService {
                         deadline,
                         self.clock.now_unix(),
                     )
-                    .await?
+                    .await
                 }
                 Want::Id {
                     audience,
@@ -382,8 +389,22 @@ impl TokenService {
                         deadline,
                         self.clock.now_unix(),
                     )
-                    .await?
+                    .await
                 }
+            };
+            let token = match result {
+                // Name the exact member to bind: ask AWS who the caller is.
+                Err(e)
+                    if e.code() == ErrorCode::GooglePermissionDenied
+                        && s.provider_type == ProviderType::Aws
+                        && subject.is_none() =>
+                {
+                    return Err(match self.caller_aws_role(deadline).await {
+                        Some(role) => iam_credentials::with_aws_role(e, &target, &role),
+                        None => e,
+                    });
+                }
+                r => r?,
             };
             if let Some(lock) = lock {
                 lock.store(&token);
@@ -461,6 +482,17 @@ impl TokenService {
             "federated token from Google STS"
         );
         Ok((token, subject))
+    }
+
+    /// The caller's `attribute.aws_role` (from `GetCallerIdentity`), for a
+    /// PERMISSION_DENIED hint; `None` if AWS does not say.
+    async fn caller_aws_role(&self, deadline: Instant) -> Option<String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let aws = aws::load(&self.settings.aws, http::attempt_timeout(left))
+            .await
+            .ok()?;
+        let arn = caller_identity::caller_arn(&aws).await?;
+        Some(caller_identity::aws_role_attribute(&arn))
     }
 
     /// `Cache::lock` may sleep while another process refreshes: run it on
@@ -638,6 +670,8 @@ mod tests {
                 Box::new(|s| s.delegates = vec!["x y".into()]),
             ),
             ("--scopes", Box::new(|s| s.scopes.clear())),
+            ("--timeout-millis", Box::new(|s| s.timeout = Duration::ZERO)),
+            ("--timeout-millis", Box::new(|s| s.timeout = Duration::MAX)),
             ("--scopes", Box::new(|s| s.scopes = vec!["a b".into()])),
             ("--lifetime", Box::new(|s| s.lifetime = 0)),
             ("--lifetime", Box::new(|s| s.lifetime = 43_201)),

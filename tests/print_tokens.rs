@@ -168,11 +168,16 @@ fn assume_role_signs_with_the_assumed_credentials() {
         "{}",
         denied.stderr
     );
+    // The exact member: GetCallerIdentity told wif-helper who the caller is.
     assert!(
-        denied.stderr.contains("principalSet://iam.googleapis.com/"),
+        denied.stderr.contains(&format!(
+            "--member=\"principalSet:{pool}/attribute.aws_role/arn:aws:iam::{ACCOUNT}:user/wif-user\""
+        )),
         "{}",
         denied.stderr
     );
+    assert!(!denied.stderr.contains("ACCOUNT_ID"), "{}", denied.stderr);
+    assert_eq!(w.emu.count("sts:GetCallerIdentity"), 1);
     // After assuming the role: the emulator saw AssumeRole, and Google STS
     // accepted a GetCallerIdentity signed by the assumed credentials.
     let token = ok_token(&run(&["--assume-role-arn", ASSUMED_ROLE]));
@@ -239,6 +244,39 @@ fn wrong_provider_and_unknown_service_account_fail_with_a_fix() {
     ]);
     assert_eq!(out.status, 2, "{}", out.stderr);
     assert!(out.stderr.contains("INVALID_ARGUMENT"));
+}
+
+#[test]
+fn audience_mismatch_names_both_audiences() {
+    let mut config = EmulatorConfig::default();
+    let expected = "https://example.com/another-audience";
+    for pool in &mut config.google.pools {
+        for p in &mut pool.providers {
+            p.allowed_audiences = vec![expected.into()];
+        }
+    }
+    let w = World::with(config, AwsSource::EnvKeys);
+    let mut args: Vec<String> = vec!["print-access-token".into()];
+    args.extend(flags(&w, &w.oidc_provider(), &w.emu.service_account()));
+    args.extend(["--provider-type".into(), "oidc".into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = w.run(&refs);
+    assert_eq!(out.status, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("GOOGLE_INVALID_GRANT"),
+        "{}",
+        out.stderr
+    );
+    let sent = w.emu.oidc_audience();
+    assert!(
+        out.stderr.contains(&format!(
+            "the audience the token carries, {sent}, and the one it expected, {expected}"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("allowed audiences"), "{}", out.stderr);
+    assert_eq!(w.emu.count("google:sts.token"), 1);
 }
 
 #[test]

@@ -135,6 +135,30 @@ pub fn subject_token(
     Ok(Secret::new(url_encode(&json)))
 }
 
+/// `attribute.aws_role` as an AWS provider's default attribute mapping
+/// makes it from the caller's ARN: a role session's assumed-role ARN without
+/// the session name (`arn:aws:sts::ACCOUNT:assumed-role/ROLE`), else the ARN.
+pub fn aws_role_attribute(arn: &str) -> String {
+    match arn.split_once(":assumed-role/") {
+        Some((head, rest)) => format!(
+            "{head}:assumed-role/{}",
+            rest.split('/').next().unwrap_or(rest)
+        ),
+        None => arn.to_owned(),
+    }
+}
+
+/// The caller's ARN from STS `GetCallerIdentity`, or `None` if AWS does not
+/// answer; only for error hints (a member to bind).
+pub async fn caller_arn(aws: &crate::aws::AwsContext) -> Option<String> {
+    crate::aws::sts_client(&aws.config)
+        .get_caller_identity()
+        .send()
+        .await
+        .ok()?
+        .arn
+}
+
 /// URL-encodes like Python's `urllib.parse.quote` (safe: `/`).
 pub(crate) fn url_encode(s: &str) -> String {
     utf8_percent_encode(s, QUOTE).to_string()
@@ -161,7 +185,9 @@ fn sign_headers(
             format!("cannot sign the AWS subject token ({what}): {e}"),
         )
     };
-    if audience.is_empty() || audience.bytes().any(|b| b.is_ascii_control()) {
+    // Visible ASCII and spaces only: what an HTTP header carries unchanged
+    // (and all a provider resource can contain).
+    if audience.is_empty() || audience.bytes().any(|b| !(b' '..=b'~').contains(&b)) {
         return Err(Error::invalid(format!(
             "audience `{}` cannot be sent in an HTTP header",
             audience.escape_debug()
@@ -409,6 +435,26 @@ mod tests {
     }
 
     #[test]
+    fn aws_role_attribute_drops_the_session_name_only() {
+        for (arn, attr) in [
+            (
+                "arn:aws:sts::111122223333:assumed-role/app/i-0abc",
+                "arn:aws:sts::111122223333:assumed-role/app",
+            ),
+            (
+                "arn:aws:sts::111122223333:assumed-role/app",
+                "arn:aws:sts::111122223333:assumed-role/app",
+            ),
+            (
+                "arn:aws:iam::111122223333:user/wif-user",
+                "arn:aws:iam::111122223333:user/wif-user",
+            ),
+        ] {
+            assert_eq!(aws_role_attribute(arn), attr);
+        }
+    }
+
+    #[test]
     fn regions_are_validated() {
         for ok in [
             "us-east-1",
@@ -435,9 +481,15 @@ mod tests {
     }
 
     #[test]
-    fn audience_with_control_characters_is_refused() {
+    fn audience_with_control_or_non_ascii_characters_is_refused() {
         let v = vector();
-        let e = subject_token(&creds(&v, true), "us-east-2", "aud\r\nx: y", frozen(&v)).err();
-        assert_eq!(e.map(|e| e.code()), Some(ErrorCode::InvalidArgument));
+        for bad in ["aud\r\nx: y", "", "aud\u{7f}", "\u{11ab0}", "caf\u{e9}"] {
+            let e = subject_token(&creds(&v, true), "us-east-2", bad, frozen(&v)).err();
+            assert_eq!(
+                e.map(|e| e.code()),
+                Some(ErrorCode::InvalidArgument),
+                "{bad:?}"
+            );
+        }
     }
 }

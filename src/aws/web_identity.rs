@@ -6,7 +6,7 @@
 //! endpoint; the SDK uses the regional one for the resolved region (or
 //! `AWS_ENDPOINT_URL_STS`).
 
-use super::{AwsContext, sdk_transport_error, sts_service_error};
+use super::{AwsContext, sdk_transport_error, sts_client, sts_service_error};
 use crate::cache::CachedToken;
 use crate::error::{Error, ErrorCode, Result};
 use crate::secret::Secret;
@@ -25,7 +25,7 @@ pub async fn get_web_identity_token(
     now: i64,
 ) -> Result<CachedToken> {
     let duration = clamp_to_credentials(duration, aws, now);
-    let client = aws_sdk_sts::Client::new(&aws.config);
+    let client = sts_client(&aws.config);
     let out = client
         .get_web_identity_token()
         .audience(audience)
@@ -34,6 +34,7 @@ pub async fn get_web_identity_token(
         .send()
         .await
         .map_err(|e| {
+            let status = e.raw_response().map_or(0, |r| r.status().as_u16());
             sdk_transport_error("GetWebIdentityToken", &e).unwrap_or_else(|| match e.into_service_error() {
                 GetWebIdentityTokenError::OutboundWebIdentityFederationDisabledException(_) => {
                     Error::new(
@@ -49,7 +50,7 @@ pub async fn get_web_identity_token(
                     "GetWebIdentityToken",
                     other.code(),
                     other.message(),
-                    0,
+                    status,
                     &format!(
                         "Grant the caller's role: {{\"Effect\":\"Allow\",\"Action\":\"sts:GetWebIdentityToken\",\
                          \"Resource\":\"*\",\"Condition\":{{\"ForAnyValue:StringEquals\":\
@@ -66,13 +67,29 @@ pub async fn get_web_identity_token(
     })?;
     let expires_at = match out.expiration {
         Some(t) => t.secs(),
-        None => now + duration,
+        None => now.saturating_add(duration),
     };
-    Ok(CachedToken {
+    let token = CachedToken {
         token: Secret::new(token),
         expires_at,
         issued_at: now,
-    })
+    };
+    token.validate().map_err(|why| {
+        Error::new(
+            ErrorCode::AwsError,
+            format!("GetWebIdentityToken answered with an unusable token: {why}"),
+        )
+    })?;
+    if expires_at <= now {
+        return Err(Error::new(
+            ErrorCode::AwsError,
+            format!(
+                "GetWebIdentityToken answered with a token that expired at {expires_at} (Unix time), \
+                 before now ({now}); check the system clock"
+            ),
+        ));
+    }
+    Ok(token)
 }
 
 /// AWS refuses a token that outlives the session it is minted from
@@ -84,7 +101,7 @@ fn clamp_to_credentials(duration: i64, aws: &AwsContext, now: i64) -> i64 {
         .expiry()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .map_or(i64::MAX, |exp| exp - now - 60);
+        .map_or(i64::MAX, |exp| exp.saturating_sub(now).saturating_sub(60));
     duration
         .min(left)
         .clamp(*DURATION_RANGE.start(), *DURATION_RANGE.end())

@@ -44,7 +44,8 @@ pub struct Impersonation<'a> {
     pub provider: &'a Provider,
     /// Its type (for error hints).
     pub provider_type: ProviderType,
-    /// The federated `sub`, when known (for error hints).
+    /// For error hints, when known: the federated `sub` (OIDC provider) or
+    /// the caller's `attribute.aws_role` (AWS provider).
     pub subject: Option<&'a str>,
 }
 
@@ -215,11 +216,13 @@ pub fn parse_response(
                 "with a token that expired at {expires_at} (Unix time), before now ({now}); check the system clock"
             )));
         }
-        return Ok(CachedToken {
+        let token = CachedToken {
             token: Secret::new(token),
             expires_at,
             issued_at: now,
-        });
+        };
+        token.validate().map_err(bad)?;
+        return Ok(token);
     }
     Err(error_for(call, status, json.as_ref(), target))
 }
@@ -398,6 +401,17 @@ fn error_for(call: Call, status: u16, json: Option<&Value>, t: &Impersonation<'_
 pub fn member_hint(t: &Impersonation<'_>) -> (String, String) {
     let pool = t.provider.pool_resource();
     match t.provider_type {
+        ProviderType::Aws if t.subject.is_some() => {
+            let role = t.subject.unwrap_or_default();
+            (
+                format!("principalSet://iam.googleapis.com/{pool}/attribute.aws_role/{role}"),
+                format!(
+                    "{role} is this caller's attribute.aws_role under an AWS provider's default attribute \
+                     mapping (for a role session, the assumed-role ARN without the session name; a binding \
+                     with the IAM role/ ARN never matches)."
+                ),
+            )
+        }
         ProviderType::Aws => (
             format!("principalSet://iam.googleapis.com/{pool}/attribute.aws_role/arn:aws:sts::ACCOUNT_ID:assumed-role/ROLE_NAME"),
             "With an AWS provider's default attribute mapping, attribute.aws_role of a role session is the \
@@ -420,6 +434,24 @@ pub fn member_hint(t: &Impersonation<'_>) -> (String, String) {
             )
         }
     }
+}
+
+/// A PERMISSION_DENIED error made for `t` without a subject, with the exact
+/// member for `aws_role` (the caller's `attribute.aws_role`, learned after
+/// the fact) in place of the template.
+pub fn with_aws_role(e: Error, t: &Impersonation<'_>, aws_role: &str) -> Error {
+    let (template, note) = member_hint(t);
+    let exact = Impersonation {
+        subject: Some(aws_role),
+        ..*t
+    };
+    let (member, exact_note) = member_hint(&exact);
+    Error::new(
+        e.code(),
+        e.message()
+            .replace(&template, &member)
+            .replace(&note, &exact_note),
+    )
 }
 
 fn permission_message(call: Call, said: &str, t: &Impersonation<'_>) -> String {
@@ -577,6 +609,8 @@ mod tests {
             r#"{"accessToken":"x","expireTime":"soon"}"#,
             r#"{"accessToken":"","expireTime":"2026-01-02T04:04:05Z"}"#,
             r#"{"accessToken":"x","expireTime":"2020-01-01T00:00:00Z"}"#,
+            r#"{"accessToken":"x y","expireTime":"2026-01-02T04:04:05Z"}"#,
+            r#"{"accessToken":"x","expireTime":"9999-12-31T23:59:59Z"}"#,
         ] {
             let e = parse(ACCESS, 200, body, ProviderType::Aws).err();
             assert_eq!(e.map(|e| e.code()), Some(ErrorCode::GoogleError), "{body}");
@@ -644,6 +678,23 @@ mod tests {
         assert!(m.contains(SA), "{m}");
         assert!(!m.contains("OpenIdToken"), "{m}");
         assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn permission_denied_for_aws_can_name_the_exact_member() {
+        let role = "arn:aws:sts::111122223333:assumed-role/app";
+        let e = with(ProviderType::Aws, None, &[], |t| {
+            let e = parse_response(ACCESS, 403, DENIED.as_bytes(), t, 0)
+                .err()
+                .unwrap_or_else(|| panic!("error expected"));
+            with_aws_role(e, t, role)
+        });
+        assert_eq!(e.code(), ErrorCode::GooglePermissionDenied);
+        let m = e.message();
+        let member = format!("principalSet://iam.googleapis.com/{POOL}/attribute.aws_role/{role}");
+        assert!(m.contains(&format!("--member=\"{member}\"")), "{m}");
+        assert!(!m.contains("ACCOUNT_ID"), "{m}");
+        assert!(m.contains("roles/iam.workloadIdentityUser"), "{m}");
     }
 
     #[test]

@@ -149,11 +149,46 @@ fn parse_success(json: Option<&Value>, now: i64) -> Result<CachedToken> {
     if expires_in <= 0 {
         return Err(bad(&format!("with expires_in {expires_in}")));
     }
-    Ok(CachedToken {
+    let token = CachedToken {
         token: Secret::new(token),
         expires_at: now.saturating_add(expires_in),
         issued_at: now,
-    })
+    };
+    token.validate().map_err(|why| {
+        bad(&format!(
+            "with an unusable access_token or expires_in: {why}"
+        ))
+    })?;
+    Ok(token)
+}
+
+/// The audiences an STS refusal names, in order: bracketed (`[X]`) or
+/// double-quoted (`"X"`) values that look like audiences (they contain `/`).
+/// Google's text names the token's audience first and, when it does, the
+/// audience it expected second.
+fn audiences_named(description: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut rest = description;
+    while let Some(start) = rest.find(['[', '"']) {
+        let close = if rest.get(start..start + 1) == Some("[") {
+            ']'
+        } else {
+            '"'
+        };
+        let after = rest.get(start + 1..).unwrap_or_default();
+        let Some(len) = after.find(close) else {
+            break;
+        };
+        let inner = after.get(..len).unwrap_or_default();
+        for a in inner.split(',') {
+            let a = a.trim().trim_matches('"').trim();
+            if a.contains('/') && !a.contains(' ') && !found.iter().any(|f| f == a) {
+                found.push(a.to_owned());
+            }
+        }
+        rest = after.get(len + 1..).unwrap_or_default();
+    }
+    found
 }
 
 /// `error` and `error_description` of an OAuth error (or the `message` of a
@@ -220,6 +255,17 @@ fn invalid_grant_message(
         || d.contains("target resource")
         || d.contains("target-resource")
     {
+        let named = audiences_named(description.unwrap_or_default());
+        match named.as_slice() {
+            [token_aud, expected, ..] => msg.push_str(&format!(
+                " Google's answer names the audience the token carries, {token_aud}, and the one it \
+                 expected, {expected}."
+            )),
+            [token_aud] => msg.push_str(&format!(
+                " Google's answer names the audience the token carries: {token_aud}."
+            )),
+            [] => {}
+        }
         msg.push_str(&match provider_type {
             ProviderType::Aws => format!(
                 " The audience does not match the provider: --provider must name exactly the provider \
@@ -309,6 +355,10 @@ mod tests {
             r#"{"access_token":"x","expires_in":"soon"}"#,
             r#"{"access_token":"x","expires_in":1.5}"#,
             r#"{"access_token":7,"expires_in":3600}"#,
+            r#"{"access_token":"two words","expires_in":3600}"#,
+            r#"{"access_token":"line\nbreak","expires_in":3600}"#,
+            r#"{"access_token":"x","expires_in":9223372036854775807}"#,
+            r#"{"access_token":"x","expires_in":99999999}"#,
         ] {
             let e = err(200, body, ProviderType::Aws);
             assert_eq!(e.code(), ErrorCode::GoogleError, "{body}");
@@ -333,6 +383,41 @@ mod tests {
         );
         assert!(m.contains("invalid_grant"), "{m}");
         assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn audience_mismatch_prints_both_audiences_when_google_names_them() {
+        let other = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/other";
+        let body = serde_json::json!({
+            "error": "invalid_grant",
+            "error_description": format!(
+                "The audience in ID Token [\"//iam.googleapis.com/{RES}\"] does not match the expected audience \"{other}\"."
+            ),
+        })
+        .to_string();
+        let m = err(400, &body, ProviderType::Oidc).message().to_owned();
+        assert!(
+            m.contains(&format!(
+                "the audience the token carries, //iam.googleapis.com/{RES}, and the one it expected, {other}."
+            )),
+            "{m}"
+        );
+        // Google's own text names only the token's audience.
+        let body = r#"{"error":"invalid_grant","error_description":"The audience in ID Token [https://example.com/x] does not match the expected audience."}"#;
+        let m = err(400, body, ProviderType::Oidc).message().to_owned();
+        assert!(
+            m.contains("the audience the token carries: https://example.com/x."),
+            "{m}"
+        );
+        assert_eq!(
+            audiences_named("no audiences [here] or \"there\""),
+            Vec::<String>::new()
+        );
+        assert_eq!(audiences_named("unterminated [a/b"), Vec::<String>::new());
+        assert_eq!(
+            audiences_named(r#"["a/b","c/d"] then "a/b""#),
+            vec!["a/b".to_owned(), "c/d".to_owned()]
+        );
     }
 
     #[test]

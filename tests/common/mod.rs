@@ -2,9 +2,18 @@
 //!
 //! Every command runs with a cleared environment, its own HOME and cache
 //! directory, and AWS pointed at the emulator, so tests run in parallel and
-//! no request leaves 127.0.0.1. `Run` keeps stdout, stderr and the status
+//! no request leaves 127.0.0.1 (proxies point at a dead loopback port, with
+//! `NO_PROXY` exempting only loopback). `Run` keeps stdout, stderr and the status
 //! for assertions; executable-mode tests assert stderr is empty.
+//!
+//! Secret hygiene is checked for every CLI test: every command logs at
+//! `trace` to the world's debug log (`WIF_HELPER_LOG_FILE`), every
+//! [`World::run`] checks that stderr holds no secret the emulator issued and
+//! stdout none but the token it prints, and dropping the world checks that
+//! the debug log holds none.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod relay;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -171,6 +180,11 @@ impl World {
         c
     }
 
+    /// The debug log every command of this world appends to.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.path().join("wif-helper-debug.log")
+    }
+
     pub fn env_vars(&self) -> Vec<(String, String)> {
         let home = self.home();
         std::fs::create_dir_all(home.join(".aws")).expect("home");
@@ -178,6 +192,11 @@ impl World {
         let mut e: Vec<(String, String)> = vec![
             ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
             ("HOME".into(), home.display().to_string()),
+            (
+                "WIF_HELPER_LOG_FILE".into(),
+                self.log_file().display().to_string(),
+            ),
+            ("WIF_HELPER_LOG".into(), "trace".into()),
             ("AWS_ENDPOINT_URL_STS".into(), url.clone()),
             (
                 "AWS_CONFIG_FILE".into(),
@@ -188,6 +207,14 @@ impl World {
                 home.join(".aws/credentials").display().to_string(),
             ),
         ];
+        // A safety net: anything not for the emulator goes to a dead proxy
+        // and fails instead of leaving the machine.
+        for v in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+            e.push((v.into(), "http://127.0.0.1:9".into()));
+        }
+        for v in ["NO_PROXY", "no_proxy"] {
+            e.push((v.into(), "127.0.0.1,localhost".into()));
+        }
         if let Some(r) = &self.region {
             e.push(("AWS_REGION".into(), r.clone()));
         }
@@ -251,7 +278,25 @@ impl World {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        self.command(args).output().expect("wif-helper runs").into()
+        let run: Run = self.command(args).output().expect("wif-helper runs").into();
+        self.assert_no_secret_printed(&run);
+        run
+    }
+
+    /// stderr holds no secret the emulator issued; stdout none but the
+    /// token the command prints (the bare line, or the JSON's token field).
+    pub fn assert_no_secret_printed(&self, run: &Run) {
+        let printed = printed_token(&run.stdout);
+        for secret in self.emu.issued_secrets() {
+            assert!(!run.stderr.contains(&secret), "stderr holds a secret");
+            if run.stdout.contains(&secret) {
+                assert_eq!(
+                    printed.as_deref(),
+                    Some(secret.as_str()),
+                    "stdout holds a secret that is not the token it prints"
+                );
+            }
+        }
     }
 
     /// `wif-helper executable --provider <oidc provider>` plus `extra`.
@@ -261,6 +306,35 @@ impl World {
         args.extend_from_slice(extra);
         self.run(&args)
     }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.log_file();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        for secret in self.emu.issued_secrets() {
+            assert!(
+                !text.contains(&secret),
+                "the debug log {} holds a secret the emulator issued",
+                log.display()
+            );
+        }
+    }
+}
+
+/// The token a command's stdout carries: the `id_token` or `access_token`
+/// of a JSON answer, or the one bare line.
+pub fn printed_token(stdout: &str) -> Option<String> {
+    let line = stdout.trim_end();
+    if let Ok(v) = serde_json::from_str::<Value>(line) {
+        return ["id_token", "access_token"]
+            .iter()
+            .find_map(|k| v[*k].as_str().map(str::to_owned));
+    }
+    (!line.is_empty() && !line.contains(char::is_whitespace)).then(|| line.to_owned())
 }
 
 /// The claims of a JWT (no verification; the emulator verifies signatures).

@@ -1,0 +1,234 @@
+//! The HTTP client of every AWS call: proxies for AWS services, never for
+//! instance metadata or container credentials.
+//!
+//! Since behavior version 2025-08-07 the AWS SDK's default client routes
+//! *every* request through `HTTP_PROXY`/`HTTPS_PROXY` (minus `NO_PROXY`),
+//! instance metadata and container credentials included. A proxy answering
+//! those returns the credentials of the proxy's host, not of this workload
+//! (boto#1146); the other AWS SDKs bypass proxies for them (botocore#2644,
+//! aws-sdk-kotlin#1315). [`client`] keeps the SDK's default for everything
+//! else (AWS STS honours the proxy variables and `NO_PROXY`) and connects
+//! directly to:
+//!
+//! * the IMDS addresses `169.254.169.254` and `fd00:ec2::254`;
+//! * the ECS and EKS Pod Identity addresses `169.254.170.2`,
+//!   `169.254.170.23` and `fd00:ec2::23`;
+//! * the endpoints named by `AWS_EC2_METADATA_SERVICE_ENDPOINT` and
+//!   `AWS_CONTAINER_CREDENTIALS_FULL_URI` (read from the process
+//!   environment, as aws-config reads them).
+
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{Builder, ConnectorBuilder, tls};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use std::sync::Arc;
+
+/// Hosts that serve AWS credentials to the machine or the task itself.
+const METADATA_HOSTS: [&str; 5] = [
+    "169.254.169.254",
+    "fd00:ec2::254",
+    "169.254.170.2",
+    "169.254.170.23",
+    "fd00:ec2::23",
+];
+
+/// Environment variables that move the metadata or container endpoint.
+const ENDPOINT_VARS: [&str; 2] = [
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
+
+/// `(host, port)` of a URL, the host lower-cased and without IPv6
+/// brackets, the port defaulted from the scheme. `None` if it has no host.
+pub fn authority(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "https" => 443,
+        _ => 80,
+    };
+    let auth = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let auth = auth.rsplit('@').next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = auth.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match auth.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (auth, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    Some((host.to_ascii_lowercase(), port))
+}
+
+/// Decides which requests go around the proxy.
+#[derive(Debug, Clone, Default)]
+pub struct Bypass {
+    endpoints: Vec<(String, u16)>,
+}
+
+impl Bypass {
+    /// The fixed metadata hosts plus the endpoints `var` names (a lookup
+    /// such as the process environment).
+    pub fn new(var: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            endpoints: ENDPOINT_VARS
+                .iter()
+                .filter_map(|v| var(v))
+                .filter_map(|url| authority(&url))
+                .collect(),
+        }
+    }
+
+    /// Whether a request to `url` must connect directly.
+    pub fn is_direct(&self, url: &str) -> bool {
+        let Some((host, port)) = authority(url) else {
+            return false;
+        };
+        METADATA_HOSTS.contains(&host.as_str())
+            || self.endpoints.iter().any(|(h, p)| *h == host && *p == port)
+    }
+}
+
+/// The client for `aws_config`: the SDK's default HTTPS client (rustls with
+/// aws-lc, proxies from the environment) except for metadata endpoints,
+/// which get the same client without a proxy.
+pub fn client() -> SharedHttpClient {
+    let bypass = Bypass::new(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
+    SharedHttpClient::new(Routing {
+        bypass: Arc::new(bypass),
+        proxied: https_client(ProxyConfig::from_env),
+        direct: https_client(ProxyConfig::disabled),
+    })
+}
+
+/// What aws-smithy-runtime's default HTTPS client builds, with `proxy`.
+fn https_client(proxy: fn() -> ProxyConfig) -> SharedHttpClient {
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut b = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        b.set_connector_settings(settings.cloned());
+        if let Some(c) = components {
+            b.set_sleep_impl(c.sleep_impl());
+        }
+        b.set_proxy_config(Some(proxy()));
+        b.build()
+    })
+}
+
+#[derive(Debug)]
+struct Routing {
+    bypass: Arc<Bypass>,
+    proxied: SharedHttpClient,
+    direct: SharedHttpClient,
+}
+
+impl HttpClient for Routing {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(RoutingConnector {
+            bypass: Arc::clone(&self.bypass),
+            proxied: self.proxied.http_connector(settings, components),
+            direct: self.direct.http_connector(settings, components),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RoutingConnector {
+    bypass: Arc<Bypass>,
+    proxied: SharedHttpConnector,
+    direct: SharedHttpConnector,
+}
+
+impl HttpConnector for RoutingConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        if self.bypass.is_direct(request.uri()) {
+            self.direct.call(request)
+        } else {
+            self.proxied.call(request)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_are_parsed_with_default_ports() {
+        let a = |u: &str| authority(u);
+        assert_eq!(
+            a("http://169.254.169.254/latest/api/token"),
+            Some(("169.254.169.254".into(), 80))
+        );
+        assert_eq!(
+            a("https://sts.us-east-1.amazonaws.com"),
+            Some(("sts.us-east-1.amazonaws.com".into(), 443))
+        );
+        assert_eq!(
+            a("http://[fd00:ec2::254]/latest"),
+            Some(("fd00:ec2::254".into(), 80))
+        );
+        assert_eq!(
+            a("http://[FD00:EC2::23]:8080/x"),
+            Some(("fd00:ec2::23".into(), 8080))
+        );
+        assert_eq!(
+            a("http://user@127.0.0.1:1234?x"),
+            Some(("127.0.0.1".into(), 1234))
+        );
+        for bad in [
+            "",
+            "no-scheme",
+            "http://",
+            "http://:80/",
+            "http://h:port/",
+            "http://[::1",
+        ] {
+            assert_eq!(a(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn metadata_and_configured_endpoints_are_direct_and_aws_services_are_not() {
+        let b = Bypass::new(|v| match v {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI" => Some("http://127.0.0.1:9911/creds".into()),
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT" => Some("not a url".into()),
+            _ => None,
+        });
+        for direct in [
+            "http://169.254.169.254/latest/api/token",
+            "http://[fd00:ec2::254]/latest/meta-data/",
+            "http://169.254.170.2/v2/credentials/x",
+            "http://169.254.170.23/v1/credentials",
+            "http://[fd00:ec2::23]/v1/credentials",
+            "http://127.0.0.1:9911/creds",
+        ] {
+            assert!(b.is_direct(direct), "{direct}");
+        }
+        for proxied in [
+            "https://sts.us-east-1.amazonaws.com/",
+            "https://portal.sso.us-east-1.amazonaws.com/federation/credentials",
+            "http://127.0.0.1:9912/",
+            "http://169.254.169.254.evil.example/",
+            "garbage",
+        ] {
+            assert!(!b.is_direct(proxied), "{proxied}");
+        }
+    }
+}
