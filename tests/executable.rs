@@ -288,3 +288,41 @@ fn access_denied_xml() -> String {
      </Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
         .into()
 }
+
+#[test]
+fn session_credentials_without_a_known_expiry_get_a_token_that_fits_the_session() {
+    // Lambda-style environment keys of a session that ends in 20 minutes:
+    // AWS refuses a one-hour token (SessionDurationEscalation), so wif-helper
+    // asks for shorter ones until one fits.
+    let mut config = wif_emulator::EmulatorConfig::default();
+    let ends = time::OffsetDateTime::now_utc() + time::Duration::minutes(20);
+    config
+        .aws
+        .static_credentials
+        .push(wif_emulator::config::StaticCredential {
+            access_key_id: "ASIAWIFLAMBDA0000001".into(),
+            secret_access_key: "lambdaSessionSecretKey/NotReal+0000001".into(),
+            session_token: Some("IQoJb3JpZ2luX2VjLambdaSessionToken0000001".into()),
+            principal: "arn:aws:sts::111122223333:assumed-role/wif-workload/my-function".into(),
+            expiration: Some(ends),
+        });
+    let w = World::with(config, AwsSource::None)
+        .env("AWS_ACCESS_KEY_ID", "ASIAWIFLAMBDA0000001")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "lambdaSessionSecretKey/NotReal+0000001",
+        )
+        .env(
+            "AWS_SESSION_TOKEN",
+            "IQoJb3JpZ2luX2VjLambdaSessionToken0000001",
+        );
+    let (jwt, _) = w.executable(&[]).success();
+    let claims = jwt_claims(&jwt);
+    assert!(
+        claims["exp"].as_i64().unwrap_or(i64::MAX) <= ends.unix_timestamp(),
+        "{claims}"
+    );
+    assert_eq!(claims["sub"], WORKLOAD_ROLE);
+    // 3600 and 1800 refused, 900 accepted.
+    assert_eq!(w.emu.count("sts:GetWebIdentityToken"), 3);
+}

@@ -10,8 +10,9 @@ use super::{AwsContext, sdk_transport_error, sts_client, sts_service_error};
 use crate::cache::CachedToken;
 use crate::error::{Error, ErrorCode, Result};
 use crate::secret::Secret;
-use aws_sdk_sts::error::ProvideErrorMetadata;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::get_web_identity_token::GetWebIdentityTokenError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 /// The shortest and longest `DurationSeconds` AWS accepts.
 pub const DURATION_RANGE: std::ops::RangeInclusive<i64> = 60..=3600;
@@ -24,41 +25,32 @@ pub async fn get_web_identity_token(
     duration: i64,
     now: i64,
 ) -> Result<CachedToken> {
-    let duration = clamp_to_credentials(duration, aws, now);
+    let mut duration = clamp_to_credentials(duration, aws, now);
     let client = sts_client(&aws.config);
-    let out = client
-        .get_web_identity_token()
-        .audience(audience)
-        .signing_algorithm("RS256")
-        .duration_seconds(i32::try_from(duration).unwrap_or(3600))
-        .send()
-        .await
-        .map_err(|e| {
-            let status = e.raw_response().map_or(0, |r| r.status().as_u16());
-            sdk_transport_error("GetWebIdentityToken", &e).unwrap_or_else(|| match e.into_service_error() {
-                GetWebIdentityTokenError::OutboundWebIdentityFederationDisabledException(_) => {
-                    Error::new(
-                        ErrorCode::AwsOutboundFederationDisabled,
-                        "outbound web identity federation is not enabled for this AWS account. \
-                         Enable it once per account (an administrator): \
-                         `aws iam enable-outbound-web-identity-federation`; then \
-                         `aws iam get-outbound-web-identity-federation-info` prints the issuer URL \
-                         to trust in the Google pool's OIDC provider",
-                    )
-                }
-                other => sts_service_error(
-                    "GetWebIdentityToken",
-                    other.code(),
-                    other.message(),
-                    status,
-                    &format!(
-                        "Grant the caller's role: {{\"Effect\":\"Allow\",\"Action\":\"sts:GetWebIdentityToken\",\
-                         \"Resource\":\"*\",\"Condition\":{{\"ForAnyValue:StringEquals\":\
-                         {{\"sts:IdentityTokenAudience\":\"{audience}\"}}}}}}"
-                    ),
-                ),
-            })
-        })?;
+    let out = loop {
+        let sent = client
+            .get_web_identity_token()
+            .audience(audience)
+            .signing_algorithm("RS256")
+            .duration_seconds(i32::try_from(duration).unwrap_or(3600))
+            .send()
+            .await;
+        match sent {
+            Ok(out) => break out,
+            // Credentials without a known expiry (environment keys on Lambda,
+            // exported session keys) can still belong to a session that ends
+            // sooner than `duration`: AWS then refuses. Ask for less, down to
+            // AWS's minimum; a session with under a minute left fails.
+            Err(e) if duration > *DURATION_RANGE.start() && is_escalation(&e) => {
+                duration = (duration / 2).max(*DURATION_RANGE.start());
+                tracing::debug!(
+                    duration,
+                    "the session ends sooner; asking for a shorter token"
+                );
+            }
+            Err(e) => return Err(map_error(e, audience)),
+        }
+    };
     let token = out.web_identity_token.ok_or_else(|| {
         Error::new(
             ErrorCode::AwsError,
@@ -90,6 +82,43 @@ pub async fn get_web_identity_token(
         ));
     }
     Ok(token)
+}
+
+type StsError = SdkError<GetWebIdentityTokenError, HttpResponse>;
+
+fn is_escalation(e: &StsError) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(GetWebIdentityTokenError::SessionDurationEscalationException(_))
+    )
+}
+
+fn map_error(e: StsError, audience: &str) -> Error {
+    let status = e.raw_response().map_or(0, |r| r.status().as_u16());
+    if let Some(err) = sdk_transport_error("GetWebIdentityToken", &e) {
+        return err;
+    }
+    match e.into_service_error() {
+        GetWebIdentityTokenError::OutboundWebIdentityFederationDisabledException(_) => Error::new(
+            ErrorCode::AwsOutboundFederationDisabled,
+            "outbound web identity federation is not enabled for this AWS account. \
+             Enable it once per account (an administrator): \
+             `aws iam enable-outbound-web-identity-federation`; then \
+             `aws iam get-outbound-web-identity-federation-info` prints the issuer URL \
+             to trust in the Google pool's OIDC provider",
+        ),
+        other => sts_service_error(
+            "GetWebIdentityToken",
+            other.code(),
+            other.message(),
+            status,
+            &format!(
+                "Grant the caller's role: {{\"Effect\":\"Allow\",\"Action\":\"sts:GetWebIdentityToken\",\
+                 \"Resource\":\"*\",\"Condition\":{{\"ForAnyValue:StringEquals\":\
+                 {{\"sts:IdentityTokenAudience\":\"{audience}\"}}}}}}"
+            ),
+        ),
+    }
 }
 
 /// AWS refuses a token that outlives the session it is minted from
