@@ -13,6 +13,7 @@ use crate::aws::AwsSettings;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::flow::CacheSettings;
+use crate::generate_config::{DEFAULT_IAM_CREDENTIALS_URL, DEFAULT_TOKEN_URL};
 use crate::output;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -195,13 +196,72 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn check_duration(d: i64) -> Result<()> {
-    if crate::aws::web_identity::DURATION_RANGE.contains(&d) {
+/// `--duration`: the lifetime of the AWS-issued JWT.
+#[derive(Debug, Clone, Copy, Args)]
+struct JwtDurationArg {
+    /// Lifetime of the AWS-issued token, 60..=3600 seconds
+    #[arg(
+        long = "duration",
+        env = "WIF_HELPER_TOKEN_DURATION",
+        value_name = "SECONDS",
+        default_value_t = JwtDurationArg::DEFAULT
+    )]
+    seconds: i64,
+}
+
+impl JwtDurationArg {
+    const DEFAULT: i64 = 3600;
+
+    fn get(self) -> Result<i64> {
+        if crate::aws::web_identity::DURATION_RANGE.contains(&self.seconds) {
+            Ok(self.seconds)
+        } else {
+            Err(Error::invalid(format!(
+                "--duration {}: AWS accepts 60..=3600 seconds",
+                self.seconds
+            )))
+        }
+    }
+}
+
+/// `--timeout-millis`: the deadline of one run.
+#[derive(Debug, Clone, Copy, Args)]
+struct TimeoutArg {
+    /// Finish, successfully or not, within this many milliseconds
+    #[arg(
+        long,
+        env = "WIF_HELPER_TIMEOUT_MILLIS",
+        value_name = "MS",
+        default_value_t = 30_000
+    )]
+    timeout_millis: u32,
+}
+
+/// The Google endpoints (overridable for other universes and the emulator).
+#[derive(Debug, Clone, Args)]
+struct GoogleUrlArgs {
+    /// Google STS token endpoint
+    #[arg(long, env = "WIF_HELPER_TOKEN_URL", value_name = "URL", default_value = DEFAULT_TOKEN_URL)]
+    token_url: String,
+    /// IAM Credentials API root
+    #[arg(long, env = "WIF_HELPER_IAM_CREDENTIALS_URL", value_name = "URL",
+          default_value = DEFAULT_IAM_CREDENTIALS_URL)]
+    iam_credentials_url: String,
+}
+
+impl GoogleUrlArgs {
+    fn validate(&self) -> Result<()> {
+        for (flag, url) in [
+            ("--token-url", &self.token_url),
+            ("--iam-credentials-url", &self.iam_credentials_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(Error::invalid(format!(
+                    "{flag} `{url}`: expected an http(s) URL"
+                )));
+            }
+        }
         Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "--duration {d}: AWS accepts 60..=3600 seconds"
-        )))
     }
 }
 

@@ -74,16 +74,7 @@ pub fn read_private_file(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(open_error(path, &e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| io_error(ErrorCode::CacheError, "cannot inspect", path, &e))?;
-    if !meta.is_file() {
-        return Err(Error::new(
-            ErrorCode::CacheInsecure,
-            format!("refusing {}: not a regular file", path.display()),
-        ));
-    }
-    check_owner_and_mode(path, &meta, "file")?;
+    check_opened_file(&file, path, "file")?;
     let mut buf = Vec::new();
     file.take(limit)
         .read_to_end(&mut buf)
@@ -103,17 +94,23 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| open_error(path, &e))?;
+    check_opened_file(&file, path, "lock file")?;
+    Ok(file)
+}
+
+/// Refuses an opened `file` that is not a regular file, or that another user
+/// owns or can write.
+fn check_opened_file(file: &File, path: &Path, what: &str) -> Result<()> {
     let meta = file
         .metadata()
         .map_err(|e| io_error(ErrorCode::CacheError, "cannot inspect", path, &e))?;
     if !meta.is_file() {
         return Err(Error::new(
             ErrorCode::CacheInsecure,
-            format!("refusing lock {}: not a regular file", path.display()),
+            format!("refusing {what} {}: not a regular file", path.display()),
         ));
     }
-    check_owner_and_mode(path, &meta, "lock file")?;
-    Ok(file)
+    check_owner_and_mode(path, &meta, what)
 }
 
 /// Writes `data` to `path` atomically with mode 0600: temp file in the same

@@ -4,7 +4,7 @@
 //! protocol JSON object on stdout, nothing on stderr, and exits 0
 //! (`docs/executable-protocol.md` says why 0).
 
-use super::{AwsArgs, CacheArgs, Cli, Command, LogArgs, check_duration};
+use super::{AwsArgs, CacheArgs, Cli, Command, JwtDurationArg, LogArgs, TimeoutArg};
 use crate::clock::SystemClock;
 use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
@@ -25,25 +25,13 @@ pub(super) struct ExecutableArgs {
     /// (default: GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE, set by most client libraries)
     #[arg(long, env = "WIF_HELPER_PROVIDER", value_name = "RESOURCE")]
     provider: Option<String>,
-    /// Lifetime of the AWS-issued token, 60..=3600 seconds
-    #[arg(
-        long,
-        env = "WIF_HELPER_TOKEN_DURATION",
-        value_name = "SECONDS",
-        default_value_t = 3600
-    )]
-    duration: i64,
+    #[command(flatten)]
+    duration: JwtDurationArg,
     /// Also write the response here, atomically (default: GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE)
     #[arg(long, env = "GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", value_name = "PATH")]
     output_file: Option<PathBuf>,
-    /// Finish (successfully or not) within this many milliseconds; match the config's timeout_millis
-    #[arg(
-        long,
-        env = "WIF_HELPER_TIMEOUT_MILLIS",
-        value_name = "MS",
-        default_value_t = 30_000
-    )]
-    timeout_millis: u32,
+    #[command(flatten)]
+    timeout: TimeoutArg,
     #[command(flatten)]
     aws: AwsArgs,
     #[command(flatten)]
@@ -132,21 +120,21 @@ fn run_executable(a: &ExecutableArgs, env: &Env) -> Result<String> {
             executable::JWT_TOKEN_TYPE
         )));
     }
-    check_duration(a.duration)?;
-    if !(1_000..=120_000).contains(&a.timeout_millis) {
+    let duration = a.duration.get()?;
+    if !(1_000..=120_000).contains(&a.timeout.timeout_millis) {
         return Err(Error::invalid(format!(
             "--timeout-millis {}: expected 1000..=120000",
-            a.timeout_millis
+            a.timeout.timeout_millis
         )));
     }
     // Leave room to print the answer before the library kills us.
-    let budget = Duration::from_millis(u64::from(a.timeout_millis))
+    let budget = Duration::from_millis(u64::from(a.timeout.timeout_millis))
         .saturating_sub(Duration::from_millis(500));
     let deadline = started + budget;
     let settings = JwtSettings {
         provider,
         aws: a.aws.settings()?,
-        duration: a.duration,
+        duration,
     };
     let cache = a.cache.settings().open(env)?;
     let token = flow::web_identity_jwt(&settings, cache.as_ref(), env, &SystemClock, deadline)?;

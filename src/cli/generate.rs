@@ -1,9 +1,9 @@
 //! `wif-helper generate-config`: writes the credential configuration.
 
-use super::{AwsArgs, Format, absolute, check_duration};
+use super::{AwsArgs, Format, GoogleUrlArgs, JwtDurationArg, absolute};
 use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
-use crate::generate_config::{self, ConfigSpec, DEFAULT_IAM_CREDENTIALS_URL, DEFAULT_TOKEN_URL};
+use crate::generate_config::{self, ConfigSpec};
 use crate::output;
 use crate::provider::Provider;
 use clap::Args;
@@ -30,20 +30,10 @@ pub(super) struct GenerateConfigArgs {
     /// constraints/iam.allowServiceAccountCredentialLifetimeExtension)
     #[arg(long, env = "WIF_HELPER_LIFETIME", value_name = "SECONDS")]
     lifetime: Option<u32>,
-    /// Google STS token endpoint
-    #[arg(long, env = "WIF_HELPER_TOKEN_URL", value_name = "URL", default_value = DEFAULT_TOKEN_URL)]
-    token_url: String,
-    /// IAM Credentials API root
-    #[arg(long, env = "WIF_HELPER_IAM_CREDENTIALS_URL", value_name = "URL", default_value = DEFAULT_IAM_CREDENTIALS_URL)]
-    iam_credentials_url: String,
-    /// Lifetime of the AWS-issued token, 60..=3600 seconds
-    #[arg(
-        long,
-        env = "WIF_HELPER_TOKEN_DURATION",
-        value_name = "SECONDS",
-        default_value_t = 3600
-    )]
-    duration: i64,
+    #[command(flatten)]
+    google: GoogleUrlArgs,
+    #[command(flatten)]
+    duration: JwtDurationArg,
     /// How long libraries let the command run (5000..=120000 ms)
     #[arg(
         long,
@@ -74,7 +64,8 @@ pub(super) struct GenerateConfigArgs {
 
 pub(super) fn run(a: &GenerateConfigArgs, env: &Env) -> Result<()> {
     let provider: Provider = a.provider.parse()?;
-    check_duration(a.duration)?;
+    let duration = a.duration.get()?;
+    a.google.validate()?;
     if let Some(sa) = &a.service_account
         && (!sa.contains('@') || sa.contains(char::is_whitespace))
     {
@@ -91,16 +82,6 @@ pub(super) fn run(a: &GenerateConfigArgs, env: &Env) -> Result<()> {
         if !(600..=43_200).contains(&l) {
             return Err(Error::invalid(format!(
                 "--lifetime {l}: Google accepts 600..=43200 seconds"
-            )));
-        }
-    }
-    for (flag, url) in [
-        ("--token-url", &a.token_url),
-        ("--iam-credentials-url", &a.iam_credentials_url),
-    ] {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(Error::invalid(format!(
-                "{flag} `{url}`: expected an http(s) URL"
             )));
         }
     }
@@ -150,8 +131,8 @@ pub(super) fn run(a: &GenerateConfigArgs, env: &Env) -> Result<()> {
         provider.resource(),
     ];
     a.aws.to_args(&mut args);
-    if a.duration != 3600 {
-        args.extend(["--duration".into(), a.duration.to_string()]);
+    if duration != JwtDurationArg::DEFAULT {
+        args.extend(["--duration".into(), duration.to_string()]);
     }
     args.extend(["--output-file".into(), output_file.display().to_string()]);
     if let Some(d) = &cache_dir {
@@ -165,8 +146,8 @@ pub(super) fn run(a: &GenerateConfigArgs, env: &Env) -> Result<()> {
         provider: provider.clone(),
         service_account: a.service_account.clone(),
         lifetime: a.lifetime,
-        token_url: a.token_url.clone(),
-        iam_credentials_url: a.iam_credentials_url.clone(),
+        token_url: a.google.token_url.clone(),
+        iam_credentials_url: a.google.iam_credentials_url.clone(),
         timeout_millis: a.executable_timeout_millis,
         executable_output_file: output_file,
         command: generate_config::command_line(&program, &args)?,

@@ -5,7 +5,7 @@
 //! A cached token is served without starting an async runtime, TLS or the
 //! AWS configuration.
 
-use super::{AwsArgs, CacheArgs, Format, LogArgs};
+use super::{AwsArgs, CacheArgs, Format, GoogleUrlArgs, JwtDurationArg, LogArgs, TimeoutArg};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::flow;
@@ -41,28 +41,12 @@ pub(super) struct TokenArgs {
         value_delimiter = ','
     )]
     delegates: Vec<String>,
-    /// Google STS token endpoint
-    #[arg(long, env = "WIF_HELPER_TOKEN_URL", value_name = "URL", default_value = crate::generate_config::DEFAULT_TOKEN_URL)]
-    token_url: String,
-    /// IAM Credentials API root
-    #[arg(long, env = "WIF_HELPER_IAM_CREDENTIALS_URL", value_name = "URL", default_value = crate::generate_config::DEFAULT_IAM_CREDENTIALS_URL)]
-    iam_credentials_url: String,
-    /// Lifetime of the AWS-issued JWT with --provider-type oidc, 60..=3600 seconds
-    #[arg(
-        long,
-        env = "WIF_HELPER_TOKEN_DURATION",
-        value_name = "SECONDS",
-        default_value_t = 3600
-    )]
-    duration: i64,
-    /// Give up after this many milliseconds
-    #[arg(
-        long,
-        env = "WIF_HELPER_TIMEOUT_MILLIS",
-        value_name = "MS",
-        default_value_t = 30_000
-    )]
-    timeout_millis: u32,
+    #[command(flatten)]
+    google: GoogleUrlArgs,
+    #[command(flatten)]
+    duration: JwtDurationArg,
+    #[command(flatten)]
+    timeout: TimeoutArg,
     /// Output: the bare token, or JSON with the token, its expiry and type
     #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -120,23 +104,22 @@ impl TokenArgs {
             self.log.log_level.as_deref(),
             sink,
         )?;
-        super::check_duration(self.duration)?;
         let mut s = ServiceSettings::new(self.provider.parse()?, self.service_account.clone());
         s.provider_type = self.provider_type;
         s.delegates = self.delegates.clone();
-        s.token_url = self.token_url.clone();
-        s.iam_credentials_url = self.iam_credentials_url.clone();
-        s.jwt_duration = self.duration;
+        s.token_url = self.google.token_url.clone();
+        s.iam_credentials_url = self.google.iam_credentials_url.clone();
+        s.jwt_duration = self.duration.get()?;
         s.aws = self.aws.settings()?;
         s.cache = self.cache.settings();
-        s.timeout = Duration::from_millis(u64::from(self.timeout_millis));
+        s.timeout = Duration::from_millis(u64::from(self.timeout.timeout_millis));
         tune(&mut s);
         TokenService::new(s, env.clone())
     }
 
     fn deadline(&self) -> Instant {
         // The service enforces the timeout itself; this only bounds the runtime.
-        Instant::now() + Duration::from_millis(u64::from(self.timeout_millis) + 1_000)
+        Instant::now() + Duration::from_millis(u64::from(self.timeout.timeout_millis) + 1_000)
     }
 
     fn print(&self, token: &Token, field: &str) {
