@@ -10,9 +10,7 @@ nothing else:
     https://iamcredentials.googleapis.com goes to the emulator's
     /google/sts and /google/iamcredentials instead.
   * Google STS body: the package posts the JSON (camelCase) encoding of the
-    token exchange, which Google's STS accepts; the emulator's STS speaks only
-    the RFC 8693 form encoding that the client libraries use, so the same
-    fields are re-encoded as a form (grantType -> grant_type, ...).
+    token exchange, which Google's STS and the emulator both accept as is.
   * AWS: the package signs GetCallerIdentity for the global host
     sts.amazonaws.com; the emulator (like Google's current configs) accepts
     only regional STS URLs, so the host it signs and serializes is rewritten to
@@ -31,7 +29,6 @@ T0 = time.perf_counter()
 
 import json  # noqa: E402
 import os  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 
 import requests  # noqa: E402
@@ -52,10 +49,6 @@ GOOGLE = {
 _post = requests.post
 
 
-def snake(name):
-    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
-
-
 def post(url, *args, **kwargs):
     for prefix, target in GOOGLE.items():
         if url.startswith(prefix):
@@ -63,11 +56,6 @@ def post(url, *args, **kwargs):
             break
     else:
         raise RuntimeError(f"unexpected URL {url}: refusing to leave loopback")
-    if "/google/sts/" in url and isinstance(kwargs.get("json"), dict):
-        kwargs["data"] = {snake(k): v for k, v in kwargs.pop("json").items()}
-        headers = dict(kwargs.get("headers") or {})
-        headers.pop("content-type", None)
-        kwargs["headers"] = headers
     return _post(url, *args, **kwargs)
 
 

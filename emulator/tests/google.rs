@@ -372,3 +372,35 @@ async fn lifetime_extension_allows_12_hours() {
     .await;
     assert_eq!(s, 400);
 }
+
+#[tokio::test]
+async fn sts_accepts_a_json_body_with_camel_case_names() {
+    let emu = Emulator::start(EmulatorConfig::default()).unwrap();
+    let jwt = outbound_jwt(&emu, &emu.oidc_audience(), None).await;
+    let post = |body: Value| {
+        let url = format!("{}/google/sts/v1/token", emu.url());
+        async move {
+            let r = http().post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = post(json!({
+        "grantType": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "audience": emu.oidc_audience(),
+        "scope": CLOUD_PLATFORM,
+        "requestedTokenType": "urn:ietf:params:oauth:token-type:access_token",
+        "subjectToken": jwt,
+        "subjectTokenType": JWT_TYPE,
+    }))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        emu.issued_secrets()
+            .contains(&body["access_token"].as_str().unwrap().to_owned())
+    );
+    // A JSON body missing a field is refused like a form would be.
+    let (status, body) =
+        post(json!({"grantType": "urn:ietf:params:oauth:grant-type:token-exchange"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_request", "{body}");
+}

@@ -47,8 +47,39 @@ fn required<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, O
         })
 }
 
+/// The request parameters. Client libraries send a form with OAuth's
+/// snake_case names; the REST API also takes a JSON object with the
+/// discovery document's camelCase names (the Python original sends that).
+fn parse_params(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    if !body.trim_ascii_start().starts_with(b"{") {
+        return Ok(parse_form(body));
+    }
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| invalid_request(format!("Invalid JSON payload received. {e}")))?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => return None,
+                other => other.to_string(),
+            };
+            let mut name = String::new();
+            for c in k.chars() {
+                if c.is_ascii_uppercase() {
+                    name.push('_');
+                    name.push(c.to_ascii_lowercase());
+                } else {
+                    name.push(c);
+                }
+            }
+            Some((name, value))
+        })
+        .collect())
+}
+
 fn exchange(app: &Shared, body: &[u8]) -> Result<Response, OAuthError> {
-    let params = parse_form(body);
+    let params = parse_params(body)?;
     let grant_type = required(&params, "grant_type")?;
     if grant_type != GRANT_TYPE {
         return Err(OAuthError {
