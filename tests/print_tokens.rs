@@ -88,7 +88,7 @@ fn identity_token_has_the_audience_and_email() {
         "print-identity-token",
         &["--audience", aud, "--include-email"],
     ));
-    let c = jwt_claims(&jwt);
+    let c = w.verify_google_id_token(&jwt, aud);
     assert_eq!(c["aud"], aud);
     assert_eq!(c["email"], w.emu.service_account());
     assert_eq!(c["iss"], "https://accounts.google.com");

@@ -350,3 +350,31 @@ pub fn jwt_claims(jwt: &str) -> Value {
 pub fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("file exists")).expect("JSON file")
 }
+
+impl World {
+    /// Verifies a Google-signed ID token against the emulated Google JWKS
+    /// with jsonwebtoken (independent of the emulator's own code) and
+    /// returns its claims.
+    pub fn verify_google_id_token(&self, token: &str, audience: &str) -> Value {
+        let url = format!("{}/google/oauth2/v3/certs", self.emu.url());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let jwks: jsonwebtoken::jwk::JwkSet = rt
+            .block_on(async { reqwest::Client::new().get(url).send().await?.json().await })
+            .expect("JWKS");
+        let header = jsonwebtoken::decode_header(token).expect("JWT header");
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+        let jwk = jwks
+            .find(&header.kid.expect("kid"))
+            .expect("kid in the JWKS");
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("key");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&["https://accounts.google.com"]);
+        jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .expect("valid ID token")
+            .claims
+    }
+}
