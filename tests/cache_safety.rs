@@ -77,21 +77,8 @@ fn fault(operation: &str, status: u16, delay_ms: u64) -> Fault {
 }
 
 fn print_args(w: &World, extra: &[&str]) -> Vec<String> {
-    let url = w.emu.url();
-    let mut args: Vec<String> = vec![
-        "print-access-token".into(),
-        "--provider".into(),
-        w.emu
-            .aws_audience()
-            .trim_start_matches("//iam.googleapis.com/")
-            .into(),
-        "--service-account".into(),
-        w.emu.service_account(),
-        "--token-url".into(),
-        w.emu.token_url(),
-        "--iam-credentials-url".into(),
-        format!("{url}/google/iamcredentials"),
-    ];
+    let mut args: Vec<String> = vec!["print-access-token".into()];
+    args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     args
 }

@@ -131,25 +131,19 @@ fn cache_serves_the_second_call_and_no_cache_bypasses_it() {
 fn fifty_processes_on_a_cold_cache_make_one_upstream_call() {
     let w = World::new();
     let provider = w.oidc_provider();
-    let round = || {
-        let children: Vec<_> = (0..50)
-            .map(|_| {
-                w.command(&["executable", "--provider", &provider])
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap_or_else(|e| panic!("spawn: {e}"))
-            })
-            .collect();
-        let tokens: Vec<String> = children
-            .into_iter()
-            .map(|c| {
-                Run::from(c.wait_with_output().unwrap_or_else(|e| panic!("wait: {e}")))
-                    .success()
-                    .0
-            })
-            .collect();
-        tokens
+    let round = || -> Vec<String> {
+        let argsets = vec![
+            vec![
+                "executable".to_owned(),
+                "--provider".to_owned(),
+                provider.clone()
+            ];
+            50
+        ];
+        w.spawn_all(&argsets)
+            .iter()
+            .map(|r| r.success().0)
+            .collect()
     };
     let first = round();
     assert_eq!(

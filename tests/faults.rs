@@ -263,16 +263,9 @@ fn print_access(w: &World, provider: &str, token_url: &str, extra: &[&str]) -> R
     w.run(&args)
 }
 
-fn aws_provider(w: &World) -> String {
-    w.emu
-        .aws_audience()
-        .trim_start_matches("//iam.googleapis.com/")
-        .to_owned()
-}
-
 /// `print-access-token` through the emulator's AWS provider.
 fn print(w: &World, extra: &[&str]) -> Run {
-    print_access(w, &aws_provider(w), &w.emu.token_url(), extra)
+    print_access(w, &w.aws_provider(), &w.emu.token_url(), extra)
 }
 
 #[test]
@@ -326,7 +319,7 @@ fn google_connection_refused_is_a_network_error() {
     let w = World::new();
     let dead = format!("http://127.0.0.1:{}/v1/token", dead_port());
     let started = Instant::now();
-    let run = print_access(&w, &aws_provider(&w), &dead, &["--timeout-millis", "5000"]);
+    let run = print_access(&w, &w.aws_provider(), &dead, &["--timeout-millis", "5000"]);
     assert_eq!(run.status, 3, "{}", run.stderr);
     let msg = expect_error(print_outcome(&run), "NETWORK_ERROR");
     assert!(started.elapsed() < Duration::from_millis(5_000));
@@ -471,7 +464,7 @@ fn connections_dropped_without_an_answer_are_retried() {
     let token_url = format!("{}/google/sts/v1/token", relay.url);
     let run = print_access(
         &w,
-        &aws_provider(&w),
+        &w.aws_provider(),
         &token_url,
         &["--timeout-millis", "10000"],
     );

@@ -6,34 +6,12 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::process::Stdio;
 use wif_emulator::config::ServiceAccountConfig;
 use wif_emulator::{EmulatorConfig, Fault};
 
-fn aws_provider(w: &World) -> String {
-    w.emu
-        .aws_audience()
-        .trim_start_matches("//iam.googleapis.com/")
-        .to_owned()
-}
-
-/// Common flags: the provider, the service account and the emulator's Google URLs.
-fn flags(w: &World, provider: &str, sa: &str) -> Vec<String> {
-    vec![
-        "--provider".into(),
-        provider.into(),
-        "--service-account".into(),
-        sa.into(),
-        "--token-url".into(),
-        format!("{}/google/sts/v1/token", w.emu.url()),
-        "--iam-credentials-url".into(),
-        format!("{}/google/iamcredentials", w.emu.url()),
-    ]
-}
-
 fn print(w: &World, cmd: &str, extra: &[&str]) -> Run {
     let mut args: Vec<String> = vec![cmd.into()];
-    args.extend(flags(w, &aws_provider(w), &w.emu.service_account()));
+    args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     w.run(&refs)
@@ -110,7 +88,7 @@ fn identity_token_has_the_audience_and_email() {
 fn oidc_provider_type_uses_the_aws_issued_jwt() {
     let w = World::new();
     let mut args: Vec<String> = vec!["print-access-token".into()];
-    args.extend(flags(&w, &w.oidc_provider(), &w.emu.service_account()));
+    args.extend(w.direct_flags(&w.oidc_provider(), &w.emu.service_account()));
     args.extend(["--provider-type".into(), "oidc".into()]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let token = ok_token(&w.run(&refs));
@@ -121,13 +99,7 @@ fn oidc_provider_type_uses_the_aws_issued_jwt() {
 
 #[test]
 fn every_aws_credential_source_works_for_direct_tokens() {
-    for source in [
-        AwsSource::EnvKeys,
-        AwsSource::ProfileAssumeRole,
-        AwsSource::WebIdentity,
-        AwsSource::Container,
-        AwsSource::Imds,
-    ] {
+    for source in AwsSource::ALL {
         let w = World::new().source(source);
         let token = ok_token(&print(&w, "print-access-token", &[]));
         assert!(w.emu.issued_secrets().contains(&token), "{source:?}");
@@ -150,7 +122,7 @@ fn assume_role_signs_with_the_assumed_credentials() {
     let sa = "assumed-only@wif-demo.iam.gserviceaccount.com";
     let run = |extra: &[&str]| {
         let mut args: Vec<String> = vec!["print-access-token".into()];
-        args.extend(flags(&w, &aws_provider(&w), sa));
+        args.extend(w.direct_flags(&w.aws_provider(), sa));
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         w.run(&refs)
@@ -220,8 +192,7 @@ fn lifetime_above_an_hour_follows_the_org_policy() {
 fn wrong_provider_and_unknown_service_account_fail_with_a_fix() {
     let w = World::new();
     let mut args: Vec<String> = vec!["print-access-token".into()];
-    args.extend(flags(
-        &w,
+    args.extend(w.direct_flags(
         "projects/123456789012/locations/global/workloadIdentityPools/wif-pool/providers/nope",
         &w.emu.service_account(),
     ));
@@ -257,7 +228,7 @@ fn audience_mismatch_names_both_audiences() {
     }
     let w = World::with(config, AwsSource::EnvKeys);
     let mut args: Vec<String> = vec!["print-access-token".into()];
-    args.extend(flags(&w, &w.oidc_provider(), &w.emu.service_account()));
+    args.extend(w.direct_flags(&w.oidc_provider(), &w.emu.service_account()));
     args.extend(["--provider-type".into(), "oidc".into()]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = w.run(&refs);
@@ -293,30 +264,12 @@ fn expiry_is_right_in_any_time_zone() {
     }
 }
 
-fn spawn_many(w: &World, argsets: Vec<Vec<String>>) -> Vec<Run> {
-    let children: Vec<_> = argsets
-        .iter()
-        .map(|args| {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            w.command(&refs)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn: {e}"))
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| Run::from(c.wait_with_output().unwrap_or_else(|e| panic!("wait: {e}"))))
-        .collect()
-}
-
 #[test]
 fn hundred_processes_make_one_exchange_and_one_impersonation() {
     let w = World::new();
     let mut base: Vec<String> = vec!["print-access-token".into()];
-    base.extend(flags(&w, &aws_provider(&w), &w.emu.service_account()));
-    let runs = spawn_many(&w, vec![base; 100]);
+    base.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
+    let runs = w.spawn_all(&vec![base; 100]);
     let tokens: Vec<String> = runs.iter().map(ok_token).collect();
     assert!(
         tokens.windows(2).all(|p| p[0] == p[1]),
@@ -337,12 +290,12 @@ fn twenty_audiences_share_one_exchange() {
     let argsets: Vec<Vec<String>> = (0..20)
         .map(|i| {
             let mut a: Vec<String> = vec!["print-identity-token".into()];
-            a.extend(flags(&w, &aws_provider(&w), &w.emu.service_account()));
+            a.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
             a.extend(["--audience".into(), format!("https://svc-{i}.example")]);
             a
         })
         .collect();
-    let runs = spawn_many(&w, argsets);
+    let runs = w.spawn_all(&argsets);
     for (i, r) in runs.iter().enumerate() {
         assert_eq!(
             jwt_claims(&ok_token(r))["aud"],

@@ -71,13 +71,7 @@ fn assert_clean_log(w: &World, log: &Path) {
 
 #[test]
 fn every_command_and_credential_source_keeps_secrets_out_of_output_and_logs() {
-    for source in [
-        AwsSource::EnvKeys,
-        AwsSource::ProfileAssumeRole,
-        AwsSource::WebIdentity,
-        AwsSource::Container,
-        AwsSource::Imds,
-    ] {
+    for source in AwsSource::ALL {
         let w = World::new().source(source);
         let log = w.dir.path().join("explicit.log");
         let logf = log_flags(&log);

@@ -20,7 +20,6 @@ use common::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -77,22 +76,9 @@ enum Want {
 }
 
 fn args(w: &World, want: &Want, no_cache: bool, out_dir: &Path) -> Vec<String> {
-    let url = w.emu.url();
     let mut a: Vec<String> = Vec::new();
     let google = |a: &mut Vec<String>| {
-        a.extend([
-            "--provider".into(),
-            w.emu
-                .aws_audience()
-                .trim_start_matches("//iam.googleapis.com/")
-                .into(),
-            "--service-account".into(),
-            w.emu.service_account(),
-            "--token-url".into(),
-            w.emu.token_url(),
-            "--iam-credentials-url".into(),
-            format!("{url}/google/iamcredentials"),
-        ]);
+        a.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
     };
     match want {
         Want::Jwt {
@@ -342,23 +328,8 @@ fn two_thousand_invocations_with_faults_and_concurrent_refreshes() {
                 (want, a)
             })
             .collect();
-        let children: Vec<_> = batch
-            .iter()
-            .map(|(_, a)| {
-                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-                w.command(&refs)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap_or_else(|e| panic!("spawn: {e}"))
-            })
-            .collect();
-        for ((want, _), child) in batch.iter().zip(children) {
-            let run = Run::from(
-                child
-                    .wait_with_output()
-                    .unwrap_or_else(|e| panic!("wait: {e}")),
-            );
+        let argsets: Vec<Vec<String>> = batch.iter().map(|(_, a)| a.clone()).collect();
+        for ((want, _), run) in batch.iter().zip(w.spawn_all(&argsets)) {
             match check(&w, want, &run) {
                 Some(token) => {
                     ok.fetch_add(1, Ordering::Relaxed);

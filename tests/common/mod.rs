@@ -378,3 +378,58 @@ impl World {
             .claims
     }
 }
+
+impl AwsSource {
+    /// Every source that yields credentials.
+    pub const ALL: [AwsSource; 5] = [
+        AwsSource::EnvKeys,
+        AwsSource::ProfileAssumeRole,
+        AwsSource::WebIdentity,
+        AwsSource::Container,
+        AwsSource::Imds,
+    ];
+}
+
+impl World {
+    /// The emulator's AWS-type provider, as users write it.
+    pub fn aws_provider(&self) -> String {
+        self.emu
+            .aws_audience()
+            .trim_start_matches("//iam.googleapis.com/")
+            .to_owned()
+    }
+
+    /// The flags every direct-path command needs: the provider, the service
+    /// account and the emulator's Google URLs.
+    pub fn direct_flags(&self, provider: &str, service_account: &str) -> Vec<String> {
+        vec![
+            "--provider".into(),
+            provider.into(),
+            "--service-account".into(),
+            service_account.into(),
+            "--token-url".into(),
+            self.emu.token_url(),
+            "--iam-credentials-url".into(),
+            format!("{}/google/iamcredentials", self.emu.url()),
+        ]
+    }
+
+    /// Starts every command at once and waits for all of them.
+    pub fn spawn_all(&self, argsets: &[Vec<String>]) -> Vec<Run> {
+        let children: Vec<_> = argsets
+            .iter()
+            .map(|args| {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.command(&refs)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("spawn: {e}"))
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| Run::from(c.wait_with_output().unwrap_or_else(|e| panic!("wait: {e}"))))
+            .collect()
+    }
+}
