@@ -129,24 +129,14 @@ fn assume_role_signs_with_the_assumed_credentials() {
     };
     // As the IAM user: refused, with the member to bind in the message.
     let denied = run(&[]);
-    assert_eq!(denied.status, 1, "{}", denied.stderr);
-    assert!(
-        denied.stderr.contains("GOOGLE_PERMISSION_DENIED"),
-        "{}",
-        denied.stderr
-    );
-    assert!(
-        denied.stderr.contains("roles/iam.workloadIdentityUser"),
-        "{}",
-        denied.stderr
-    );
     // The exact member: GetCallerIdentity told wif-helper who the caller is.
-    assert!(
-        denied.stderr.contains(&format!(
-            "--member=\"principalSet:{pool}/attribute.aws_role/arn:aws:iam::{ACCOUNT}:user/wif-user\""
-        )),
-        "{}",
-        denied.stderr
+    let member = format!(
+        "--member=\"principalSet:{pool}/attribute.aws_role/arn:aws:iam::{ACCOUNT}:user/wif-user\""
+    );
+    denied.error(
+        1,
+        "GOOGLE_PERMISSION_DENIED",
+        &["roles/iam.workloadIdentityUser", &member],
     );
     assert!(!denied.stderr.contains("ACCOUNT_ID"), "{}", denied.stderr);
     assert_eq!(w.emu.count("sts:GetCallerIdentity"), 1);
@@ -160,18 +150,10 @@ fn assume_role_signs_with_the_assumed_credentials() {
 #[test]
 fn lifetime_above_an_hour_follows_the_org_policy() {
     let w = World::new();
-    let out = print(&w, "print-access-token", &["--lifetime", "7200"]);
-    assert_eq!(out.status, 1, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("GOOGLE_LIFETIME_NOT_ALLOWED"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("constraints/iam.allowServiceAccountCredentialLifetimeExtension"),
-        "{}",
-        out.stderr
+    print(&w, "print-access-token", &["--lifetime", "7200"]).error(
+        1,
+        "GOOGLE_LIFETIME_NOT_ALLOWED",
+        &["constraints/iam.allowServiceAccountCredentialLifetimeExtension"],
     );
 
     let mut config = EmulatorConfig::default();
@@ -197,14 +179,8 @@ fn wrong_provider_and_unknown_service_account_fail_with_a_fix() {
         &w.emu.service_account(),
     ));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = w.run(&refs);
-    assert_eq!(out.status, 1, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("GOOGLE_INVALID_GRANT"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("providers/nope"), "{}", out.stderr);
+    w.run(&refs)
+        .error(1, "GOOGLE_INVALID_GRANT", &["providers/nope"]);
 
     let out = w.run(&[
         "print-access-token",
@@ -213,8 +189,7 @@ fn wrong_provider_and_unknown_service_account_fail_with_a_fix() {
         "--service-account",
         "a@b",
     ]);
-    assert_eq!(out.status, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("INVALID_ARGUMENT"));
+    out.error(2, "INVALID_ARGUMENT", &[]);
 }
 
 #[test]
@@ -231,22 +206,12 @@ fn audience_mismatch_names_both_audiences() {
     args.extend(w.direct_flags(&w.oidc_provider(), &w.emu.service_account()));
     args.extend(["--provider-type".into(), "oidc".into()]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = w.run(&refs);
-    assert_eq!(out.status, 1, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("GOOGLE_INVALID_GRANT"),
-        "{}",
-        out.stderr
+    let both = format!(
+        "the audience the token carries, {}, and the one it expected, {expected}",
+        w.emu.oidc_audience()
     );
-    let sent = w.emu.oidc_audience();
-    assert!(
-        out.stderr.contains(&format!(
-            "the audience the token carries, {sent}, and the one it expected, {expected}"
-        )),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("allowed audiences"), "{}", out.stderr);
+    w.run(&refs)
+        .error(1, "GOOGLE_INVALID_GRANT", &[&both, "allowed audiences"]);
     assert_eq!(w.emu.count("google:sts.token"), 1);
 }
 
@@ -332,13 +297,7 @@ fn transient_failures_are_retried_and_permanent_ones_are_not() {
         body: r#"{"error":{"code":403,"message":"Permission 'iam.serviceAccounts.getAccessToken' denied","status":"PERMISSION_DENIED"}}"#.into(),
         delay_ms: 0,
     });
-    let out = print(&w, "print-access-token", &["--no-cache"]);
-    assert_eq!(out.status, 1);
-    assert!(
-        out.stderr.contains("GOOGLE_PERMISSION_DENIED"),
-        "{}",
-        out.stderr
-    );
+    print(&w, "print-access-token", &["--no-cache"]).error(1, "GOOGLE_PERMISSION_DENIED", &[]);
     assert_eq!(w.emu.count("google:generateAccessToken"), 1);
 }
 

@@ -99,6 +99,21 @@ impl Run {
         v
     }
 
+    /// A print-command failure: the exit status, `CODE:` on stderr and
+    /// every needle in the message. Returns stderr.
+    pub fn error(&self, exit: i32, code: &str, needles: &[&str]) -> &str {
+        assert_eq!(self.status, exit, "exit status; stderr {:?}", self.stderr);
+        assert!(
+            self.stderr.contains(&format!("{code}:")),
+            "{code} not in {:?}",
+            self.stderr
+        );
+        for n in needles {
+            assert!(self.stderr.contains(n), "{n:?} not in {:?}", self.stderr);
+        }
+        &self.stderr
+    }
+
     /// A failed protocol answer with this code.
     pub fn failure(&self, code: &str) -> String {
         let v = self.protocol();
