@@ -186,6 +186,18 @@ impl Cache {
         }
     }
 
+    /// Forgets the entry for `key` (an upstream refused it before its
+    /// expiry). Readers see the old entry or none; a missing one is fine.
+    pub fn remove(&self, key: &CacheKey) -> Result<()> {
+        match std::fs::remove_file(self.entry_path(key)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::new(
+                ErrorCode::CacheError,
+                format!("cannot remove a cache entry in {}: {e}", self.dir.display()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Serves a fresh entry, or refreshes it under the key's lock so that
     /// concurrent processes make one upstream call between them.
     pub fn get_or_refresh(

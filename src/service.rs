@@ -353,7 +353,7 @@ impl TokenService {
                 },
             };
             let client = http::client(self.settings.timeout)?;
-            let (federated, subject) = self.federated_token(&client, deadline).await?;
+            let (mut federated, subject, cached) = self.federated_token(&client, deadline).await?;
             let s = &self.settings;
             let target = Impersonation {
                 iam_root: &s.iam_credentials_url,
@@ -363,35 +363,22 @@ impl TokenService {
                 provider_type: s.provider_type,
                 subject: subject.as_deref(),
             };
-            let result = match want {
-                Want::Access => {
-                    iam_credentials::generate_access_token(
-                        &client,
-                        &target,
-                        &federated,
-                        &s.scopes,
-                        s.lifetime,
-                        deadline,
-                        self.clock.now_unix(),
-                    )
-                    .await
-                }
-                Want::Id {
-                    audience,
-                    include_email,
-                } => {
-                    iam_credentials::generate_id_token(
-                        &client,
-                        &target,
-                        &federated,
-                        audience,
-                        include_email,
-                        deadline,
-                        self.clock.now_unix(),
-                    )
-                    .await
-                }
-            };
+            let mut result = self
+                .impersonate(&client, &target, &federated, want, deadline)
+                .await;
+            // IAM refused a cached federated token before its expiry (revoked,
+            // or another universe): forget it, exchange again, retry once.
+            if cached
+                && let (Some(cache), Err(e)) = (&self.cache, &result)
+                && e.code() == ErrorCode::GoogleInvalidGrant
+            {
+                tracing::debug!("IAM refused the cached federated token; exchanging again");
+                cache.remove(&self.sts_key())?;
+                federated = self.federated_token(&client, deadline).await?.0;
+                result = self
+                    .impersonate(&client, &target, &federated, want, deadline)
+                    .await;
+            }
             let token = match result {
                 // Name the exact member to bind: ask AWS who the caller is.
                 Err(e)
@@ -415,17 +402,54 @@ impl TokenService {
         Token::from_cached(within(deadline, work).await?)
     }
 
+    /// `generateAccessToken` or `generateIdToken` with the federated token.
+    async fn impersonate(
+        &self,
+        client: &reqwest::Client,
+        target: &Impersonation<'_>,
+        federated: &Secret,
+        want: Want<'_>,
+        deadline: Instant,
+    ) -> Result<CachedToken> {
+        let now = self.clock.now_unix();
+        match want {
+            Want::Access => {
+                let s = &self.settings;
+                iam_credentials::generate_access_token(
+                    client, target, federated, &s.scopes, s.lifetime, deadline, now,
+                )
+                .await
+            }
+            Want::Id {
+                audience,
+                include_email,
+            } => {
+                iam_credentials::generate_id_token(
+                    client,
+                    target,
+                    federated,
+                    audience,
+                    include_email,
+                    deadline,
+                    now,
+                )
+                .await
+            }
+        }
+    }
+
     /// The federated STS token (from its cache entry or a fresh exchange) and,
-    /// when known, the federated subject for error hints.
+    /// when known, the federated subject for error hints; `true` when it came
+    /// from the cache.
     async fn federated_token(
         &self,
         client: &reqwest::Client,
         deadline: Instant,
-    ) -> Result<(Secret, Option<String>)> {
+    ) -> Result<(Secret, Option<String>, bool)> {
         let lock = match &self.cache {
             None => None,
             Some(cache) => match self.lock(cache, self.sts_key(), deadline).await? {
-                Locked::Fresh(t) => return Ok((t.token, None)),
+                Locked::Fresh(t) => return Ok((t.token, None, true)),
                 Locked::Held(lock) => Some(lock),
             },
         };
@@ -433,7 +457,7 @@ impl TokenService {
         if let Some(lock) = lock {
             lock.store(&token);
         }
-        Ok((token.token, subject))
+        Ok((token.token, subject, false))
     }
 
     async fn exchange(

@@ -336,3 +336,38 @@ fn ok_token_allow_stderr(run: &Run) -> String {
     assert_eq!(run.status, 0, "stderr: {}", run.stderr);
     run.stdout.trim_end().to_owned()
 }
+
+#[test]
+fn a_cached_federated_token_iam_refuses_is_exchanged_again_once() {
+    let w = World::new();
+    ok_token(&print(&w, "print-access-token", &[]));
+    assert_eq!(w.emu.count("google:sts.token"), 1);
+    // IAM now refuses the (cached) federated token once: wif-helper forgets
+    // it, exchanges again and retries.
+    let unauthenticated = Fault {
+        operation: "google:generateIdToken".into(),
+        count: 1,
+        status: 401,
+        body: r#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#.into(),
+        delay_ms: 0,
+    };
+    w.emu.inject_fault(unauthenticated.clone());
+    let jwt = ok_token(&print(
+        &w,
+        "print-identity-token",
+        &["--audience", "https://a.example"],
+    ));
+    assert_eq!(jwt_claims(&jwt)["aud"], "https://a.example");
+    assert_eq!(w.emu.count("google:sts.token"), 2);
+    assert_eq!(w.emu.count("google:generateIdToken"), 2);
+    // A token fresh from STS that IAM refuses is not retried.
+    w.emu.inject_fault(unauthenticated);
+    print(
+        &w,
+        "print-identity-token",
+        &["--audience", "https://b.example", "--no-cache"],
+    )
+    .error(1, "GOOGLE_INVALID_GRANT", &["revoked"]);
+    assert_eq!(w.emu.count("google:sts.token"), 3);
+    assert_eq!(w.emu.count("google:generateIdToken"), 3);
+}

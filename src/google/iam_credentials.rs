@@ -349,8 +349,8 @@ fn error_for(call: Call, status: u16, json: Option<&Value>, t: &Impersonation<'_
             ErrorCode::GoogleInvalidGrant,
             format!(
                 "IAM Credentials {method} did not accept the federated token from Google STS ({said}); it \
-                 may have expired or been revoked. Run again (--no-cache skips the cached one), and check \
-                 that --token-url and --iam-credentials-url belong to the same Google universe."
+                 may have been revoked, or --token-url and --iam-credentials-url may belong to \
+                 different Google universes; check both."
             ),
         ),
         (_, 403)
