@@ -158,18 +158,22 @@ pub fn block_on<T>(deadline: Instant, fut: impl Future<Output = Result<T>>) -> R
                 format!("cannot start the async runtime: {e}"),
             )
         })?;
+    rt.block_on(within(deadline, fut))
+}
+
+/// Runs `work` until `deadline`, failing with [`ErrorCode::Timeout`].
+pub async fn within<T>(deadline: Instant, work: impl Future<Output = Result<T>>) -> Result<T> {
     let left = deadline.saturating_duration_since(Instant::now());
-    rt.block_on(async {
-        match tokio::time::timeout(left, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::new(
-                ErrorCode::Timeout,
-                format!(
-                    "gave up after the {} ms deadline; upstream services did not answer in time \
-                     (raise --timeout-millis, or check connectivity to AWS STS and Google)",
-                    left.as_millis()
-                ),
-            )),
-        }
-    })
+    match tokio::time::timeout(left, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::new(
+            ErrorCode::Timeout,
+            format!(
+                "gave up after the {} ms deadline; AWS, Google STS or IAM Credentials did not answer in \
+                 time, or another wif-helper process held the cache lock (raise --timeout-millis, or check \
+                 connectivity)",
+                left.as_millis()
+            ),
+        )),
+    }
 }

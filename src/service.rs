@@ -27,7 +27,7 @@ use crate::cache::{Cache, CacheKey, CachedToken, Locked};
 use crate::clock::{Clock, SystemClock};
 use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
-use crate::flow::{CacheSettings, aws_key_fields};
+use crate::flow::{CacheSettings, aws_key_fields, within};
 use crate::generate_config::{DEFAULT_IAM_CREDENTIALS_URL, DEFAULT_TOKEN_URL};
 use crate::google::CLOUD_PLATFORM_SCOPE;
 use crate::google::iam_credentials::{self, Impersonation};
@@ -612,23 +612,6 @@ fn validate_id_audience(audience: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Runs `work` until `deadline`, failing with [`ErrorCode::Timeout`].
-async fn within<T>(deadline: Instant, work: impl Future<Output = Result<T>>) -> Result<T> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    match tokio::time::timeout(left, work).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::new(
-            ErrorCode::Timeout,
-            format!(
-                "gave up after the {} ms deadline; AWS, Google STS or IAM Credentials did not answer in \
-                 time, or another wif-helper process held the cache lock (raise --timeout-millis, or check \
-                 connectivity)",
-                left.as_millis()
-            ),
-        )),
-    }
 }
 
 #[cfg(test)]
