@@ -4,7 +4,9 @@
 //! service account at the emulated IAM Credentials.
 //!
 //! `tests/clients/setup.sh` installs the pinned libraries under
-//! `target/clients` on first use (a virtualenv and node_modules).
+//! `target/clients` on first use (a virtualenv and node_modules). The Rust
+//! library (`google-cloud-auth`, a dev-dependency) runs in a child process of
+//! this test binary, because it reads the process environment.
 
 mod common;
 
@@ -70,8 +72,12 @@ fn setup() -> Setup {
 
 impl Setup {
     fn library(&self, program: &Path, args: &[&str]) -> Value {
+        self.library_with(program, args, &[])
+    }
+
+    fn library_with(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Value {
         let mut c = Command::new(program);
-        c.args(args).env_clear();
+        c.args(args).env_clear().envs(env.iter().copied());
         for (k, v) in self.world.env_vars() {
             c.env(k, v);
         }
@@ -83,7 +89,11 @@ impl Setup {
             .output()
             .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout.lines().last().unwrap_or_default();
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_default();
         serde_json::from_str(line).unwrap_or_else(|e| {
             panic!(
                 "{} printed no JSON ({e}): stdout {stdout:?} stderr {:?}",
@@ -108,6 +118,23 @@ impl Setup {
         self.library(
             Path::new("node"),
             &[script.to_str().unwrap_or_default(), &config],
+        )
+    }
+
+    /// google-cloud-auth, in a child process (see `rust_client_child`). It
+    /// sets no `GOOGLE_EXTERNAL_ACCOUNT_*` variable: the command alone must do.
+    fn rust(&self) -> Value {
+        let me = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+        let config = self.config.to_str().unwrap_or_default().to_owned();
+        self.library_with(
+            &me,
+            &[
+                "rust_client_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ],
+            &[("WIF_RUST_CLIENT_CONFIG", &config)],
         )
     }
 
@@ -158,16 +185,17 @@ fn libraries_reuse_the_output_file_without_running_wif_helper_again() {
     std::fs::remove_file(&s.helper).unwrap_or_else(|e| panic!("{e}"));
     s.assert_service_account_token(&s.python("load"));
     s.assert_service_account_token(&s.node());
+    s.assert_service_account_token(&s.rust());
     assert_eq!(s.world.emu.count("sts:GetWebIdentityToken"), 1);
     // Each library process still exchanged the (reused) JWT itself.
-    assert_eq!(s.world.emu.count("google:sts.token"), 3);
+    assert_eq!(s.world.emu.count("google:sts.token"), 4);
 }
 
 #[test]
 fn libraries_show_wif_helpers_error_code_and_message() {
     let s = setup();
     s.world.emu.set_outbound_federation(false);
-    for v in [s.python("load"), s.node()] {
+    for v in [s.python("load"), s.node(), s.rust()] {
         assert_eq!(v["ok"], Value::Bool(false), "{v}");
         let err = v["error"].as_str().unwrap_or_default();
         assert!(err.contains("AWS_OUTBOUND_FEDERATION_DISABLED"), "{err}");
@@ -176,4 +204,45 @@ fn libraries_show_wif_helpers_error_code_and_message() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn rust_google_cloud_auth_gets_the_service_account_token() {
+    let s = setup();
+    let v = s.rust();
+    s.assert_service_account_token(&v);
+    assert_eq!(s.world.emu.count("sts:GetWebIdentityToken"), 1);
+    assert_eq!(s.world.emu.count("google:sts.token"), 1);
+    assert_eq!(s.world.emu.count("google:generateAccessToken"), 1);
+}
+
+/// The Rust client library's side of `Setup::rust`; does nothing unless
+/// `WIF_RUST_CLIENT_CONFIG` names a credential configuration.
+#[test]
+#[allow(clippy::print_stdout)] // the parent reads the answer from stdout
+fn rust_client_child() {
+    let Ok(path) = std::env::var("WIF_RUST_CLIENT_CONFIG") else {
+        return;
+    };
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let config: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // The library spawns its token cache on the current Tokio runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = rt.block_on(async {
+        let built = google_cloud_auth::credentials::external_account::Builder::new(config)
+            .with_scopes(["https://www.googleapis.com/auth/cloud-platform"])
+            .build_access_token_credentials();
+        match built {
+            Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
+            Ok(creds) => match creds.access_token().await {
+                Ok(t) => serde_json::json!({"ok": true, "token": t.token}),
+                Err(e) => serde_json::json!({"ok": false, "error": format!("{e:?}")}),
+            },
+        }
+    });
+    // On a line of its own: the test harness has printed "test ... " before it.
+    println!("\n{answer}");
 }
