@@ -131,6 +131,7 @@ impl Setup {
             &[
                 "rust_client_child",
                 "--exact",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ],
@@ -216,14 +217,14 @@ fn rust_google_cloud_auth_gets_the_service_account_token() {
     assert_eq!(s.world.emu.count("google:generateAccessToken"), 1);
 }
 
-/// The Rust client library's side of `Setup::rust`; does nothing unless
-/// `WIF_RUST_CLIENT_CONFIG` names a credential configuration.
+/// The Rust client library's side of `Setup::rust`, run only by it, with
+/// `WIF_RUST_CLIENT_CONFIG` naming a credential configuration.
 #[test]
+#[ignore = "a child process of the Rust client-library tests"]
 #[allow(clippy::print_stdout)] // the parent reads the answer from stdout
 fn rust_client_child() {
-    let Ok(path) = std::env::var("WIF_RUST_CLIENT_CONFIG") else {
-        return;
-    };
+    let path = std::env::var("WIF_RUST_CLIENT_CONFIG")
+        .unwrap_or_else(|_| panic!("WIF_RUST_CLIENT_CONFIG: run by its parent test"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let config: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
     // The library spawns its token cache on the current Tokio runtime.

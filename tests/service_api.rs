@@ -2,7 +2,7 @@
 //!
 //! `aws::load` reads the process environment, and tests must not change a
 //! shared process environment, so each test re-runs this test binary as a
-//! child (`child_*` tests, inert unless `WIF_SERVICE_TEST` is set) with the
+//! child (`child_*` tests, ignored unless a parent runs them with `WIF_SERVICE_TEST` set) with the
 //! world's environment, and checks the emulator's counters from the parent.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,10 +17,16 @@ use wif_helper::service::{ProviderType, ServiceSettings, TokenService};
 
 fn child(world: &World, name: &str, params: &Value) -> Command {
     let mut c = Command::new(std::env::current_exe().expect("test binary path"));
-    c.args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env_clear()
-        .envs(world.env_vars())
-        .env("WIF_SERVICE_TEST", params.to_string());
+    c.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env_clear()
+    .envs(world.env_vars())
+    .env("WIF_SERVICE_TEST", params.to_string());
     c
 }
 
@@ -46,7 +52,7 @@ fn params(world: &World) -> Value {
     })
 }
 
-/// The child's parameters, or `None` when run as an ordinary test.
+/// The child's parameters (set by the parent test).
 fn child_params() -> Option<Value> {
     std::env::var("WIF_SERVICE_TEST")
         .ok()
@@ -79,8 +85,9 @@ fn aws_provider_access_and_id_tokens_share_one_exchange() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "a child process of another test"]
 async fn child_aws_provider() {
-    let Some(p) = child_params() else { return };
+    let p = child_params().expect("WIF_SERVICE_TEST: run by its parent test");
     let svc =
         TokenService::new(settings(&p, "aws_provider"), Env::from_process()).expect("service");
     assert!(svc.cached_access_token().expect("cache").is_none());
@@ -111,8 +118,9 @@ async fn child_aws_provider() {
 }
 
 #[test]
+#[ignore = "a child process of another test"]
 fn child_cached_only() {
-    let Some(p) = child_params() else { return };
+    let p = child_params().expect("WIF_SERVICE_TEST: run by its parent test");
     let svc =
         TokenService::new(settings(&p, "aws_provider"), Env::from_process()).expect("service");
     assert!(svc.cached_access_token().expect("cache").is_some());
@@ -139,8 +147,9 @@ fn oidc_provider_without_cache_exchanges_every_time() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "a child process of another test"]
 async fn child_oidc_no_cache() {
-    let Some(p) = child_params() else { return };
+    let p = child_params().expect("WIF_SERVICE_TEST: run by its parent test");
     let mut s = settings(&p, "oidc_provider");
     s.provider_type = ProviderType::Oidc;
     s.cache.disabled = true;
@@ -179,8 +188,9 @@ fn concurrent_processes_with_different_audiences_make_one_exchange() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "a child process of another test"]
 async fn child_id_token() {
-    let Some(p) = child_params() else { return };
+    let p = child_params().expect("WIF_SERVICE_TEST: run by its parent test");
     let svc =
         TokenService::new(settings(&p, "aws_provider"), Env::from_process()).expect("service");
     let aud = p["audience"].as_str().expect("audience");
@@ -203,8 +213,9 @@ fn lifetime_above_the_policy_is_refused_with_the_constraint_named() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "a child process of another test"]
 async fn child_long_lifetime() {
-    let Some(p) = child_params() else { return };
+    let p = child_params().expect("WIF_SERVICE_TEST: run by its parent test");
     let mut s = settings(&p, "aws_provider");
     s.lifetime = 43_200;
     let svc = TokenService::new(s, Env::from_process()).expect("service");
