@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::provider::Provider;
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Where (and whether) to cache.
 #[derive(Debug, Clone, Default)]
@@ -112,8 +112,7 @@ pub fn web_identity_jwt(
     let audience = settings.provider.audience();
     let fetch = || {
         block_on(deadline, async {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let ctx = aws::load(&settings.aws, crate::http::attempt_timeout(left)).await?;
+            let ctx = aws::load(&settings.aws, attempt_timeout(deadline)).await?;
             aws::web_identity::get_web_identity_token(
                 &ctx,
                 &audience,
@@ -137,6 +136,14 @@ pub fn web_identity_jwt(
             tracing::debug!(?source, expires_at = token.expires_at, "web identity token");
             token
         })
+}
+
+/// One upstream attempt may use at most this much of what is left.
+fn attempt_timeout(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .mul_f32(0.6)
+        .max(Duration::from_secs(1))
 }
 
 /// Runs `fut` on a fresh single-threaded runtime, failing with
