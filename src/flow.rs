@@ -138,7 +138,10 @@ pub fn web_identity_jwt(
         })
 }
 
-/// One upstream attempt may use at most this much of what is left.
+/// One upstream attempt may use at most this much of what is left (60 %, at
+/// least 1 s), so the SDK can abandon a stalled attempt and retry even under a
+/// 5 s budget. Unlike `http::attempt_timeout` there is no 5 s floor: that one
+/// bounds Google calls, whose retry loop checks the deadline itself.
 fn attempt_timeout(deadline: Instant) -> Duration {
     deadline
         .saturating_duration_since(Instant::now())
