@@ -229,7 +229,7 @@ class Bench:
         return smoke if self.smoke else full
 
     def env(self, home: Path, **extra: str) -> dict:
-        """The environment of every measured process: like tests/common, plus a
+        """The environment of every measured process: like tests/it/common, plus a
         proxy that goes nowhere so nothing can leave loopback unnoticed."""
         home.mkdir(parents=True, exist_ok=True)
         e = {

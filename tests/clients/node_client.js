@@ -1,4 +1,4 @@
-// Drives Node google-auth-library the way an application would, for tests/client_libraries.rs.
+// Drives Node google-auth-library the way an application would, for tests/it/client_libraries.rs.
 //
 // usage: node node_client.js CONFIG   (NODE_MODULES_DIR points at the installed node_modules)
 // Prints one JSON line: {"ok": true, "token": ...} or {"ok": false, "error": ...}.

@@ -1,4 +1,4 @@
-"""Drives Python google-auth the way an application would, for tests/client_libraries.rs.
+"""Drives Python google-auth the way an application would, for tests/it/client_libraries.rs.
 
 usage: python_client.py load|default CONFIG
 

@@ -8,9 +8,7 @@
 //! library (`google-cloud-auth`, a dev-dependency) runs in a child process of
 //! this test binary, because it reads the process environment.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,7 +127,7 @@ impl Setup {
         self.library_with(
             &me,
             &[
-                "rust_client_child",
+                "client_libraries::rust_client_child",
                 "--exact",
                 "--ignored",
                 "--nocapture",

@@ -4,11 +4,8 @@
 //! shared process environment, so each test re-runs this test binary as a
 //! child (`child_*` tests, ignored unless a parent runs them with `WIF_SERVICE_TEST` set) with the
 //! world's environment, and checks the emulator's counters from the parent.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::World;
+use crate::common::World;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -74,12 +71,12 @@ fn settings(p: &Value, provider_key: &str) -> ServiceSettings {
 #[test]
 fn aws_provider_access_and_id_tokens_share_one_exchange() {
     let world = World::new();
-    run_child(&world, "child_aws_provider", params(&world));
+    run_child(&world, "service_api::child_aws_provider", params(&world));
     assert_eq!(world.emu.count("google:sts.token"), 1);
     assert_eq!(world.emu.count("google:generateAccessToken"), 1);
     assert_eq!(world.emu.count("google:generateIdToken"), 3);
     // A second process is served from the disk cache.
-    run_child(&world, "child_cached_only", params(&world));
+    run_child(&world, "service_api::child_cached_only", params(&world));
     assert_eq!(world.emu.count("google:sts.token"), 1);
     assert_eq!(world.emu.count("google:generateAccessToken"), 1);
 }
@@ -110,7 +107,7 @@ async fn child_aws_provider() {
             .id_token(aud, true)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let claims = common::jwt_claims(t.token.expose());
+        let claims = crate::common::jwt_claims(t.token.expose());
         assert_eq!(claims["aud"], aud, "{claims}");
         assert_eq!(claims["email"], p["service_account"], "{claims}");
         assert_eq!(claims["exp"].as_i64(), Some(t.expires_at_unix()));
@@ -139,7 +136,7 @@ fn child_cached_only() {
 #[test]
 fn oidc_provider_without_cache_exchanges_every_time() {
     let world = World::new();
-    run_child(&world, "child_oidc_no_cache", params(&world));
+    run_child(&world, "service_api::child_oidc_no_cache", params(&world));
     assert_eq!(world.emu.count("sts:GetWebIdentityToken"), 2);
     assert_eq!(world.emu.count("google:sts.token"), 2);
     assert_eq!(world.emu.count("google:generateAccessToken"), 2);
@@ -167,7 +164,7 @@ fn concurrent_processes_with_different_audiences_make_one_exchange() {
         .map(|i| {
             let mut p = params(&world);
             p["audience"] = json!(format!("https://svc-{i}.example"));
-            child(&world, "child_id_token", &p)
+            child(&world, "service_api::child_id_token", &p)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -198,13 +195,13 @@ async fn child_id_token() {
         .id_token(aud, false)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(common::jwt_claims(t.token.expose())["aud"], aud);
+    assert_eq!(crate::common::jwt_claims(t.token.expose())["aud"], aud);
 }
 
 #[test]
 fn lifetime_above_the_policy_is_refused_with_the_constraint_named() {
     let world = World::new();
-    run_child(&world, "child_long_lifetime", params(&world));
+    run_child(&world, "service_api::child_long_lifetime", params(&world));
     assert_eq!(
         world.emu.count("google:generateAccessToken"),
         1,

@@ -2,13 +2,10 @@
 //! one (a proxy in the way answers with the proxy host's role, boto#1146);
 //! Google STS and IAM Credentials honour `HTTP_PROXY`/`HTTPS_PROXY` and
 //! `NO_PROXY`, through a real (tiny, loopback) forwarding proxy
-//! (`tests/common/relay.rs`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+//! (`tests/it/common/relay.rs`).
 
-mod common;
-
-use common::relay::Relay;
-use common::*;
+use crate::common::relay::Relay;
+use crate::common::*;
 use std::net::TcpListener;
 
 const PROXY_VARS: [&str; 6] = [

@@ -2,9 +2,7 @@
 //! emulator: the direct path (signed GetCallerIdentity or AWS JWT → Google
 //! STS → IAM Credentials), its cache, and its errors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use wif_emulator::config::ServiceAccountConfig;
 use wif_emulator::{EmulatorConfig, Fault};

@@ -1,9 +1,7 @@
 //! `generate-config`: the file Google client libraries load, and the command
 //! inside it run exactly as a library runs it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::process::Command;
 

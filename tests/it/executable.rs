@@ -1,9 +1,7 @@
 //! Executable mode (the command Google client libraries run), end to end
 //! against the emulator: one JSON object on stdout, nothing on stderr, exit 0.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use wif_emulator::Fault;

@@ -8,14 +8,11 @@
 //! `print-access-token --provider-type oidc` (exit status 1 or 3, code on
 //! stderr). The Google side is STS and IAM Credentials through
 //! `http::send_with_retry`. Connections hung up on without an answer come
-//! from `tests/common/relay.rs`; stalls of the credential sources (container
+//! from `tests/it/common/relay.rs`; stalls of the credential sources (container
 //! endpoint, IMDS) end inside the deadline too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
-use common::relay::Relay;
-use common::*;
+use crate::common::relay::Relay;
+use crate::common::*;
 use std::time::{Duration, Instant};
 use wif_emulator::Fault;
 

@@ -6,13 +6,10 @@
 //! command prints. Upstreams that echo secrets in their errors (a compromised
 //! proxy) are redacted as well.
 //!
-//! The harness (`tests/common`) applies the same scan to every CLI test; the
+//! The harness (`tests/it/common`) applies the same scan to every CLI test; the
 //! last two tests prove that scan catches a leak.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use wif_emulator::Fault;
 

@@ -4,11 +4,8 @@
 //! Each is refused with a clear error (nothing read or written through it)
 //! or is a miss that is refreshed; nothing is lost and no temporary file is
 //! left behind.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,6 @@
 //! [`World::run`] checks that stderr holds no secret the emulator issued and
 //! stdout none but the token it prints, and dropping the world checks that
 //! the debug log holds none.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod relay;
 

@@ -12,11 +12,8 @@
 //!
 //! `WIF_HELPER_SOAK_RUNS` and `WIF_HELPER_SOAK_SEED` override the run count
 //! and the random seed (printed, so a failure can be replayed).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
