@@ -8,8 +8,12 @@
 //! point wif-helper at the emulator. `--assume-role-arn` then assumes one more
 //! role with the chain's credentials.
 //!
-//! The resolved credentials are pinned into the returned [`AwsContext`] so
-//! each source is asked once per process.
+//! The chain reads the [`Env`] wif-helper was given, not the process
+//! environment behind its back (aws-config's `ConfigLoader::env`, offered
+//! under its `test-util` feature), so the variables that make the cache keys
+//! and the variables that pick the AWS identity are the same snapshot. The
+//! resolved credentials are pinned into the [`AwsContext`] an
+//! [`AwsSession`] loads once per run, on first use.
 //!
 //! Every AWS call goes through [`transport::client`]: AWS services honour
 //! `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`, instance metadata and container
@@ -17,11 +21,14 @@
 //! (3 attempts; throttling, 5xx, timeouts and connection failures, plus a
 //! bare 429 for wif-helper's own STS calls) runs inside each call's deadline.
 
-pub mod caller_identity;
-pub mod transport;
-pub mod web_identity;
+pub(crate) mod caller_identity;
+pub(crate) mod transport;
+pub(crate) mod web_identity;
 
+use crate::deadline::Deadline;
+use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
+use crate::text::{error_chain as chain, quote};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -34,12 +41,13 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 /// The session name wif-helper uses for `--assume-role-arn`, visible in
 /// CloudTrail and in the assumed-role ARN.
-pub const SESSION_NAME: &str = "wif-helper";
+pub(crate) const SESSION_NAME: &str = "wif-helper";
 
-/// How to obtain AWS credentials.
+/// How to obtain AWS credentials (validated by `crate::settings`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsSettings {
     /// `--region`; otherwise the AWS region chain.
@@ -52,20 +60,63 @@ pub struct AwsSettings {
 
 /// An AWS configuration with resolved credentials and region.
 #[derive(Debug, Clone)]
-pub struct AwsContext {
+pub(crate) struct AwsContext {
     /// The SDK configuration, its credentials pinned to `credentials`.
-    pub config: SdkConfig,
+    pub(crate) config: SdkConfig,
     /// The credentials the chain (and optional assume-role) produced.
-    pub credentials: Credentials,
+    pub(crate) credentials: Credentials,
     /// The region.
-    pub region: String,
+    pub(crate) region: String,
 }
 
-/// Loads the default chain, applies `--assume-role-arn` and resolves the
-/// credentials once.
-pub async fn load(settings: &AwsSettings, attempt_timeout: Duration) -> Result<AwsContext> {
+/// The AWS side of one run: loads the configuration and credentials at
+/// most once, on first use, with the deadline's AWS attempt policy; a run
+/// whose tokens all come from the cache never loads it. What it loaded
+/// stays at hand for error hints ([`AwsSession::loaded`]).
+#[derive(Debug)]
+pub(crate) struct AwsSession<'a> {
+    settings: &'a AwsSettings,
+    env: &'a Env,
+    deadline: Deadline,
+    context: OnceCell<AwsContext>,
+}
+
+impl<'a> AwsSession<'a> {
+    /// A session that has loaded nothing yet.
+    pub(crate) fn new(settings: &'a AwsSettings, env: &'a Env, deadline: Deadline) -> Self {
+        Self {
+            settings,
+            env,
+            deadline,
+            context: OnceCell::new(),
+        }
+    }
+
+    /// The loaded context, loading it now if needed.
+    pub(crate) async fn context(&self) -> Result<&AwsContext> {
+        self.context
+            .get_or_try_init(|| load(self.settings, self.env, self.deadline.aws_attempt()))
+            .await
+    }
+
+    /// The context if this run has loaded it.
+    pub(crate) fn loaded(&self) -> Option<&AwsContext> {
+        self.context.get()
+    }
+
+    /// The settings.
+    pub(crate) fn settings(&self) -> &AwsSettings {
+        self.settings
+    }
+}
+
+/// Loads the default chain from `env` (the same variables the cache keys
+/// are made of), applies `--assume-role-arn` and resolves the credentials
+/// once.
+async fn load(settings: &AwsSettings, env: &Env, attempt_timeout: Duration) -> Result<AwsContext> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(transport::client())
+        .env(env.to_aws())
+        .http_client(transport::client(env))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
@@ -131,29 +182,6 @@ fn not_found(detail: Option<&str>) -> Error {
         msg.push(')');
     }
     Error::new(ErrorCode::AwsCredentialsNotFound, msg)
-}
-
-/// An error and its sources, one line, without the Debug dump that
-/// `DisplayErrorContext` appends: what happened, then why.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        let text = err
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !text.is_empty() && !parts.last().is_some_and(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = err.source();
-    }
-    let text = parts.join(": ");
-    match text.char_indices().nth(1000) {
-        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
-        None => text,
-    }
 }
 
 fn credentials_error(e: &CredentialsError, assume_role: Option<&str>) -> Error {
@@ -232,15 +260,15 @@ pub(crate) fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {
 /// when unknown) to a stable code and a message that names the fix. `what`
 /// names the call, `fix_permission` the IAM statement to grant on
 /// `AccessDenied`. AWS's text is shortened and flattened to one line.
-pub fn sts_service_error(
+pub(crate) fn sts_service_error(
     what: &str,
     code: Option<&str>,
     message: Option<&str>,
     status: u16,
     fix_permission: &str,
 ) -> Error {
-    let code = code.map(crate::google::quote).filter(|c| !c.is_empty());
-    let message = message.map(crate::google::quote).filter(|m| !m.is_empty());
+    let code = code.map(quote).filter(|c| !c.is_empty());
+    let message = message.map(quote).filter(|m| !m.is_empty());
     let said = match (&code, &message, status) {
         (Some(c), Some(m), _) => format!("{c}: {m}"),
         (Some(c), None, _) => c.clone(),

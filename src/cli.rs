@@ -6,15 +6,14 @@
 //! `docs/executable-protocol.md` for why 0).
 
 mod executable;
-mod generate;
+mod generate_config;
 mod print;
 
 use crate::aws::AwsSettings;
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::flow::CacheSettings;
-use crate::generate_config::{DEFAULT_IAM_CREDENTIALS_URL, DEFAULT_TOKEN_URL};
 use crate::output;
+use crate::settings::{CacheSettings, DEFAULT_IAM_CREDENTIALS_URL, DEFAULT_TOKEN_URL, validate};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -37,7 +36,7 @@ use std::process::ExitCode;
 /// every process of the user, and refreshed 300 s before they expire.
 #[derive(Debug, Parser)]
 #[command(name = "wif-helper", version, about, long_about, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -53,7 +52,7 @@ enum Command {
     ///   export GOOGLE_APPLICATION_CREDENTIALS=$PWD/credential_config.json
     ///   export GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1
     #[command(verbatim_doc_comment)]
-    GenerateConfig(generate::GenerateConfigArgs),
+    GenerateConfig(generate_config::GenerateConfigArgs),
     /// Print an AWS-issued OIDC token in the executable-sourced credential protocol
     ///
     /// Google client libraries run this command from credential_config.json
@@ -94,29 +93,13 @@ struct AwsArgs {
 
 impl AwsArgs {
     fn settings(&self) -> Result<AwsSettings> {
-        if let Some(arn) = &self.assume_role_arn {
-            let ok = arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/");
-            if !ok {
-                return Err(Error::invalid(format!(
-                    "--assume-role-arn `{arn}`: expected arn:aws:iam::ACCOUNT_ID:role/ROLE_NAME"
-                )));
-            }
-        }
-        if let Some(r) = &self.region {
-            let ok = !r.is_empty()
-                && r.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                return Err(Error::invalid(format!(
-                    "--region `{r}`: expected an AWS region such as us-east-1"
-                )));
-            }
-        }
-        Ok(AwsSettings {
+        let settings = AwsSettings {
             region: self.region.clone(),
             profile: self.profile.clone(),
             assume_role_arn: self.assume_role_arn.clone(),
-        })
+        };
+        validate::aws(&settings)?;
+        Ok(settings)
     }
 
     /// The flags to repeat in a generated command.
@@ -170,7 +153,7 @@ enum Format {
 }
 
 /// Entry point of the binary.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let env = Env::from_process();
     crate::secret::remember_env(&env);
@@ -182,7 +165,7 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match &cli.command {
-        Command::GenerateConfig(a) => generate::run(a, &env),
+        Command::GenerateConfig(a) => generate_config::run(a, &env),
         Command::PrintAccessToken(a) => print::access_token(a, &env),
         Command::PrintIdentityToken(a) => print::identity_token(a, &env),
         Command::Executable(_) => return executable::main_executable(&argv, &env),
@@ -210,18 +193,7 @@ struct JwtDurationArg {
 }
 
 impl JwtDurationArg {
-    const DEFAULT: i64 = 3600;
-
-    fn get(self) -> Result<i64> {
-        if crate::aws::web_identity::DURATION_RANGE.contains(&self.seconds) {
-            Ok(self.seconds)
-        } else {
-            Err(Error::invalid(format!(
-                "--duration {}: AWS accepts 60..=3600 seconds",
-                self.seconds
-            )))
-        }
-    }
+    const DEFAULT: i64 = crate::settings::DEFAULT_JWT_DURATION;
 }
 
 /// `--timeout-millis`: the deadline of one run.
@@ -247,22 +219,6 @@ struct GoogleUrlArgs {
     #[arg(long, env = "WIF_HELPER_IAM_CREDENTIALS_URL", value_name = "URL",
           default_value = DEFAULT_IAM_CREDENTIALS_URL)]
     iam_credentials_url: String,
-}
-
-impl GoogleUrlArgs {
-    fn validate(&self) -> Result<()> {
-        for (flag, url) in [
-            ("--token-url", &self.token_url),
-            ("--iam-credentials-url", &self.iam_credentials_url),
-        ] {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(Error::invalid(format!(
-                    "{flag} `{url}`: expected an http(s) URL"
-                )));
-            }
-        }
-        Ok(())
-    }
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

@@ -10,6 +10,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch, UTC.
     fn now_unix(&self) -> i64;
+
+    /// The same instant as a `SystemTime` (for signing), whole seconds.
+    fn now_system(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(self.now_unix()).unwrap_or(0))
+    }
 }
 
 /// The system clock.
@@ -17,6 +22,7 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the one place that reads the wall clock
     fn now_unix(&self) -> i64 {
         match SystemTime::now().duration_since(UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),

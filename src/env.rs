@@ -4,14 +4,24 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// A snapshot of environment variables.
-#[derive(Debug, Clone, Default)]
+/// A snapshot of environment variables. Its `Debug` names the variables,
+/// never their values (they include AWS secrets).
+#[derive(Clone, Default)]
 pub struct Env {
     vars: HashMap<String, String>,
 }
 
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Env").field("names", &names).finish()
+    }
+}
+
 impl Env {
     /// The current process environment (variables that are not UTF-8 are skipped).
+    #[allow(clippy::disallowed_methods)] // the one place that reads the process environment
     pub fn from_process() -> Self {
         Self {
             vars: std::env::vars_os()
@@ -36,6 +46,11 @@ impl Env {
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+
+    /// The same snapshot for aws-config, which then reads nothing else.
+    pub(crate) fn to_aws(&self) -> aws_types::os_shim_internal::Env {
+        aws_types::os_shim_internal::Env::from(self.vars.clone())
     }
 
     /// The XDG cache directory for wif-helper: `$XDG_CACHE_HOME/wif-helper`,
@@ -67,5 +82,13 @@ mod tests {
             Some(PathBuf::from("/h/.cache/wif-helper"))
         );
         assert_eq!(Env::from_pairs([]).default_cache_dir(), None);
+    }
+
+    #[test]
+    fn debug_names_variables_but_never_prints_values() {
+        let e = Env::from_pairs([("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-very-secret")]);
+        let d = format!("{e:?}");
+        assert!(d.contains("AWS_SECRET_ACCESS_KEY"), "{d}");
+        assert!(!d.contains("very-secret"), "{d}");
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Creates `dir` (and missing parents) with mode 0700 and checks that it is
 /// safe to keep secrets in: a directory owned by the current user that no one
 /// else can write.
-pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -64,7 +64,7 @@ fn check_owner_and_mode(path: &Path, meta: &fs::Metadata, what: &str) -> Result<
 
 /// Opens `path` for reading without following a symlink and checks its owner
 /// and mode. `Ok(None)` when it does not exist.
-pub fn read_private_file(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_private_file(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -84,7 +84,7 @@ pub fn read_private_file(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
 
 /// Opens (creating if needed) a lock file with mode 0600, without following
 /// a symlink.
-pub fn open_lock_file(path: &Path) -> Result<File> {
+pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -115,7 +115,7 @@ fn check_opened_file(file: &File, path: &Path, what: &str) -> Result<()> {
 
 /// Writes `data` to `path` atomically with mode 0600: temp file in the same
 /// directory, fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -155,7 +155,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 /// writer died between creating and renaming them. Call it only while no
 /// other writer of `path` can be running (the cache holds the entry's lock).
 /// Best effort: failures are ignored, since a leftover costs only space.
-pub fn remove_leftover_temps(path: &Path) {
+pub(crate) fn remove_leftover_temps(path: &Path) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };

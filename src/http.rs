@@ -14,20 +14,22 @@
 //! deadline. Error messages name the service and host, never a URL query,
 //! header or body.
 
+use crate::deadline::Deadline;
 use crate::error::{Error, ErrorCode, Result};
+use crate::text::error_chain as chain;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 /// TCP + TLS connection setup limit.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The `User-Agent` of every Google call.
-pub const USER_AGENT: &str = concat!("wif-helper/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("wif-helper/", env!("CARGO_PKG_VERSION"));
 /// Attempts per call, the first included.
-pub const MAX_ATTEMPTS: u32 = 5;
+pub(crate) const MAX_ATTEMPTS: u32 = 5;
 /// The first backoff ceiling.
-pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// The largest backoff ceiling.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(2);
+pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Responses larger than this are not from Google's token endpoints.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Don't start an attempt with less time than this left.
@@ -35,7 +37,7 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 
 /// Builds the client for Google calls; `request_timeout` bounds any single
 /// request (each attempt of [`send_with_retry`] sets a tighter one).
-pub fn client(request_timeout: Duration) -> Result<reqwest::Client> {
+pub(crate) fn client(request_timeout: Duration) -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(request_timeout)
@@ -54,11 +56,11 @@ pub fn client(request_timeout: Duration) -> Result<reqwest::Client> {
 
 /// A final HTTP answer: its status and body.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Response {
+pub(crate) struct Response {
     /// The HTTP status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// The body (may hold a token: never log it).
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl std::fmt::Debug for Response {
@@ -71,13 +73,13 @@ impl std::fmt::Debug for Response {
 }
 
 /// Whether an HTTP status is worth retrying.
-pub fn is_retryable_status(status: u16) -> bool {
+pub(crate) fn is_retryable_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }
 
 /// What went wrong below HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportFailure {
+pub(crate) enum TransportFailure {
     /// The request could not be built (a bad URL): a usage error, not retried.
     Invalid,
     /// Connect or response timeout: retried, [`ErrorCode::Timeout`].
@@ -90,7 +92,7 @@ pub enum TransportFailure {
 
 impl TransportFailure {
     /// Classifies a `reqwest` error.
-    pub fn of(e: &reqwest::Error) -> Self {
+    pub(crate) fn of(e: &reqwest::Error) -> Self {
         Self::from_flags(
             e.is_builder(),
             e.is_timeout(),
@@ -99,7 +101,7 @@ impl TransportFailure {
     }
 
     /// The classification table, separated from `reqwest` for tests.
-    pub fn from_flags(builder: bool, timeout: bool, fatal: bool) -> Self {
+    pub(crate) fn from_flags(builder: bool, timeout: bool, fatal: bool) -> Self {
         if builder {
             Self::Invalid
         } else if timeout {
@@ -112,14 +114,14 @@ impl TransportFailure {
     }
 
     /// Whether another attempt may succeed.
-    pub fn is_retryable(self) -> bool {
+    pub(crate) fn is_retryable(self) -> bool {
         matches!(self, Self::Timeout | Self::Network)
     }
 }
 
 /// The backoff ceiling before retry number `retry` (0 for the first retry):
 /// `BACKOFF_BASE * 2^retry`, at most [`BACKOFF_CAP`].
-pub fn backoff_ceiling(retry: u32) -> Duration {
+pub(crate) fn backoff_ceiling(retry: u32) -> Duration {
     BACKOFF_BASE
         .checked_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
         .unwrap_or(BACKOFF_CAP)
@@ -128,7 +130,7 @@ pub fn backoff_ceiling(retry: u32) -> Duration {
 
 /// Full jitter: a pause uniformly drawn (by `random`) from
 /// `0..=backoff_ceiling(retry)`, in whole milliseconds.
-pub fn backoff(retry: u32, random: u64) -> Duration {
+pub(crate) fn backoff(retry: u32, random: u64) -> Duration {
     let ceiling = u64::try_from(backoff_ceiling(retry).as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(random % ceiling.saturating_add(1))
 }
@@ -140,32 +142,24 @@ fn random() -> u64 {
     h.finish()
 }
 
-/// How long one attempt may take with `left` until the deadline: 60 % of
-/// it, but at least 5 s (or all of it when less is left), so one hung
-/// attempt still leaves time for a retry.
-pub fn attempt_timeout(left: Duration) -> Duration {
-    left.mul_f64(0.6).max(left.min(Duration::from_secs(5)))
-}
-
 /// Sends the request `make` builds, retrying as the module describes, and
 /// returns the final status and body (a success, a non-retryable status, or
 /// the last retryable status when attempts or time run out). `what` names
 /// the service in messages, e.g. `Google STS`.
-pub async fn send_with_retry(
-    deadline: Instant,
+pub(crate) async fn send_with_retry(
+    deadline: Deadline,
     what: &str,
     make: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<Response> {
     let mut attempt: u32 = 0;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left < MIN_ATTEMPT {
+        if deadline.left() < MIN_ATTEMPT {
             return Err(Error::new(
                 ErrorCode::Timeout,
                 format!("no time left to call {what} before the deadline (raise --timeout-millis)"),
             ));
         }
-        let (client, request) = make().timeout(attempt_timeout(left)).build_split();
+        let (client, request) = make().timeout(deadline.google_attempt()).build_split();
         let request = request.map_err(|e| {
             Error::invalid(format!(
                 "cannot build the {what} request: {}",
@@ -192,7 +186,7 @@ pub async fn send_with_retry(
             "HTTP attempt"
         );
         let pause = backoff(attempt - 1, random());
-        let room = deadline.saturating_duration_since(Instant::now());
+        let room = deadline.left();
         if !retryable || attempt >= MAX_ATTEMPTS || pause + MIN_ATTEMPT >= room {
             return outcome.map_err(|e| transport_error(what, &host, &e, started.elapsed()));
         }
@@ -263,18 +257,6 @@ fn transport_error(what: &str, host: &str, e: &reqwest::Error, took: Duration) -
             format!("{what} at {host} gave an unusable answer ({detail})"),
         ),
     }
-}
-
-/// An error and its sources, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 /// A scripted HTTP/1.1 server on loopback for unit tests: answers each
@@ -413,23 +395,6 @@ mod tests {
     }
 
     #[test]
-    fn attempt_timeout_leaves_room_for_a_retry_but_never_passes_the_deadline() {
-        assert_eq!(
-            attempt_timeout(Duration::from_secs(30)),
-            Duration::from_secs(18)
-        );
-        assert_eq!(
-            attempt_timeout(Duration::from_secs(6)),
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            attempt_timeout(Duration::from_secs(2)),
-            Duration::from_secs(2)
-        );
-        assert_eq!(attempt_timeout(Duration::ZERO), Duration::ZERO);
-    }
-
-    #[test]
     fn debug_of_a_response_hides_the_body() {
         let r = Response {
             status: 200,
@@ -443,7 +408,7 @@ mod tests {
     #[tokio::test]
     async fn past_deadline_means_timeout_without_a_request() {
         let client = reqwest::Client::new();
-        let e = send_with_retry(Instant::now(), "Google STS", || {
+        let e = send_with_retry(Deadline::after(Duration::ZERO), "Google STS", || {
             client.post("http://127.0.0.1:9/x")
         })
         .await
@@ -455,15 +420,14 @@ mod tests {
     async fn refused_connection_is_a_network_error_naming_the_host_within_the_deadline() {
         // Port 9 (discard) on loopback is closed here; connection refused is immediate.
         let client = reqwest::Client::new();
-        let started = Instant::now();
-        let deadline = started + Duration::from_secs(3);
+        let deadline = Deadline::after(Duration::from_secs(3));
         let e = send_with_retry(deadline, "Google STS", || {
             client.post("http://127.0.0.1:9/v1/token?x=secret")
         })
         .await
         .err()
         .unwrap_or_else(|| panic!("expected an error"));
-        assert!(Instant::now() <= deadline + Duration::from_millis(200));
+        assert!(Instant::now() <= deadline.instant() + Duration::from_millis(200));
         assert_eq!(e.code(), ErrorCode::NetworkError, "{e}");
         assert!(e.message().contains("127.0.0.1"), "{e}");
         assert!(!e.message().contains("secret"), "{e}");
@@ -482,7 +446,7 @@ mod tests {
         let server = FakeServer::start(script(&[503, 429, 502, 200]));
         let client = client(Duration::from_secs(5))?;
         let r = send_with_retry(
-            Instant::now() + Duration::from_secs(10),
+            Deadline::after(Duration::from_secs(10)),
             "Google STS",
             || client.post(&server.url),
         )
@@ -506,7 +470,7 @@ mod tests {
         for status in [400, 401, 403, 404] {
             let server = FakeServer::start(script(&[status, 200]));
             let client = client(Duration::from_secs(5))?;
-            let r = send_with_retry(Instant::now() + Duration::from_secs(10), "IAM", || {
+            let r = send_with_retry(Deadline::after(Duration::from_secs(10)), "IAM", || {
                 client.post(&server.url)
             })
             .await?;
@@ -520,7 +484,7 @@ mod tests {
     async fn attempts_are_bounded_and_the_last_status_is_returned() -> Result<()> {
         let server = FakeServer::start(script(&[500; 8]));
         let client = client(Duration::from_secs(5))?;
-        let r = send_with_retry(Instant::now() + Duration::from_secs(20), "IAM", || {
+        let r = send_with_retry(Deadline::after(Duration::from_secs(20)), "IAM", || {
             client.post(&server.url)
         })
         .await?;
@@ -536,10 +500,10 @@ mod tests {
     async fn backoff_never_sleeps_past_the_deadline() -> Result<()> {
         let server = FakeServer::start(script(&[503; 100]));
         let client = client(Duration::from_secs(5))?;
-        let deadline = Instant::now() + Duration::from_millis(150);
+        let deadline = Deadline::after(Duration::from_millis(150));
         let r = send_with_retry(deadline, "IAM", || client.post(&server.url)).await?;
         assert_eq!(r.status, 503);
-        assert!(Instant::now() <= deadline + Duration::from_millis(50));
+        assert!(Instant::now() <= deadline.instant() + Duration::from_millis(50));
         Ok(())
     }
 }

@@ -66,7 +66,7 @@ impl<W: Write> Drop for Line<'_, W> {
 
 /// Where diagnostics go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sink {
+pub(crate) enum Sink {
     /// Nowhere (the default).
     None,
     /// Standard error (print commands with `--verbose`).
@@ -85,7 +85,7 @@ fn filter(level: &str) -> Result<EnvFilter> {
 }
 
 /// Installs the subscriber: a file when `file` is given, else `sink`.
-pub fn init(file: Option<&Path>, level: Option<&str>, sink: Sink) -> Result<()> {
+pub(crate) fn init(file: Option<&Path>, level: Option<&str>, sink: Sink) -> Result<()> {
     // A bad level is an error even when nothing is logged.
     let level = level.unwrap_or("debug");
     filter(level)?;

@@ -7,14 +7,14 @@
 use std::io::Write;
 
 /// Writes `text` and a newline to stdout and flushes.
-pub fn stdout(text: &str) {
+pub(crate) fn stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
 }
 
 /// Writes `text` and a newline to stderr (print commands only).
-pub fn stderr(text: &str) {
+pub(crate) fn stderr(text: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{text}");
 }

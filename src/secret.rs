@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 /// What replaces a secret in printed text.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 /// Shorter values are not remembered: they could match ordinary words.
 const MIN_REMEMBERED: usize = 8;
 /// A long-running process keeps at most this many values of each tier (the
@@ -72,7 +72,7 @@ impl fmt::Display for Secret {
 
 /// Remembers a credential (an AWS secret key, a session token) so
 /// [`redact`] removes it from printed text.
-pub fn remember(value: &str) {
+pub(crate) fn remember(value: &str) {
     push(&KEYS, MAX_KEYS, value);
 }
 
@@ -91,7 +91,7 @@ fn push(tier: &Mutex<VecDeque<String>>, max: usize, value: &str) {
 }
 
 /// Remembers the secrets an environment carries (AWS keys and tokens).
-pub fn remember_env(env: &crate::env::Env) {
+pub(crate) fn remember_env(env: &crate::env::Env) {
     for var in [
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
@@ -106,7 +106,7 @@ pub fn remember_env(env: &crate::env::Env) {
 
 /// `text` with every remembered secret and everything shaped like a token,
 /// session token or signature replaced by `[redacted]`.
-pub fn redact(text: &str) -> String {
+pub(crate) fn redact(text: &str) -> String {
     let mut out = text.to_owned();
     for tier in [&KEYS, &TOKENS] {
         let known = tier.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,189 +1,56 @@
-//! The direct path: AWS identity → Google STS → IAM Credentials → a
-//! service-account access token or ID token, through the shared cache.
+//! The direct path, and the public Rust API: AWS identity → Google STS →
+//! IAM Credentials → a service-account access token or ID token, through
+//! the shared cache.
 //!
-//! [`TokenService`] is the public Rust API and what `print-access-token` and
-//! `print-identity-token` call. On a miss it
+//! [`TokenService`] is what `print-access-token` and `print-identity-token`
+//! call. One call is one straight walk, each step cached under its own key
+//! (`crate::cache::CacheKey`) and driven the one way the cache is driven
+//! (`crate::cache::through`):
 //!
-//! 1. takes the cache lock of the wanted token (kind `access` or `id`) in a
-//!    blocking task, so N processes asking for the same token make one
-//!    upstream call between them;
-//! 2. gets the federated STS token from its own cache entry (kind `sts`),
-//!    which on its own miss loads AWS (`aws::load`), builds the subject
-//!    token (a signed `GetCallerIdentity` for an AWS provider, or a
-//!    `GetWebIdentityToken` JWT for an OIDC provider) and exchanges it. The
-//!    STS entry does not depend on the service account's scopes or the ID
-//!    token's audience, so 20 processes asking for 20 audiences make one
+//! 1. **token** (`access` or `id`): a fresh entry ends the walk; on a miss
+//!    the key's lock is held while the rest runs, so N processes asking for
+//!    the same token make one upstream call between them;
+//! 2. **federated token** (`sts`): shared by every scope and audience;
+//!    on its own miss:
+//! 3. **subject token** (`crate::subject`): a signed `GetCallerIdentity`
+//!    built from the AWS credentials (AWS provider), or the AWS-issued JWT
+//!    under the executable path's `jwt` key (OIDC provider), then the STS
 //!    exchange;
-//! 3. calls `generateAccessToken` / `generateIdToken` and stores the result.
+//! 4. `generateAccessToken` / `generateIdToken` with the federated token.
 //!
-//! Locks are always taken in that order (token, then STS), so processes
-//! never deadlock. One deadline (`ServiceSettings::timeout`) bounds all of
-//! it, waits for other processes' locks included. The synchronous
-//! [`TokenService::cached_access_token`] / [`TokenService::cached_id_token`]
-//! read the cache only: no runtime, TLS or AWS configuration.
+//! AWS is loaded at most once per call, only when a step needs it
+//! (`crate::aws::AwsSession`). Locks are taken in that order (token, STS,
+//! JWT), so processes never deadlock. One [`Deadline`] bounds all of it,
+//! waits for other processes' locks included. After a failure,
+//! `crate::hints` adds the fix from facts the walk already has.
+//!
+//! The synchronous [`TokenService::cached_access_token`] /
+//! [`TokenService::cached_id_token`] read the cache only: no runtime, TLS
+//! or AWS configuration.
 
-use crate::aws::{self, AwsSettings, caller_identity, web_identity};
-use crate::cache::{Cache, CacheKey, CachedToken, Locked};
+use crate::aws::{AwsSession, caller_identity};
+use crate::cache::{self, AwsIdentity, Cache, CacheKey, Source};
 use crate::clock::{Clock, SystemClock};
+use crate::deadline::Deadline;
 use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
-use crate::flow::{CacheSettings, aws_key_fields, within};
-use crate::generate_config::{DEFAULT_IAM_CREDENTIALS_URL, DEFAULT_TOKEN_URL};
-use crate::google::CLOUD_PLATFORM_SCOPE;
 use crate::google::iam_credentials::{self, Impersonation};
 use crate::google::sts::{self, Exchange};
+use crate::hints::{self, Facts};
 use crate::http;
-use crate::provider::Provider;
 use crate::secret::Secret;
+use crate::settings::{CLOUD_PLATFORM_SCOPE, validate};
+use crate::subject::{self, JwtRequest, SubjectToken};
+use crate::token::IssuedToken;
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
-pub use crate::google::ProviderType;
+pub use crate::settings::ServiceSettings;
+pub use crate::subject::ProviderType;
 
-/// Default service-account token lifetime, seconds.
-pub const DEFAULT_LIFETIME: u32 = 3600;
-/// The longest lifetime Google allows (and only with the org policy
-/// `constraints/iam.allowServiceAccountCredentialLifetimeExtension`).
-pub const MAX_LIFETIME: u32 = 43_200;
-/// Default overall deadline.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest overall deadline accepted (one hour).
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Default lifetime of the AWS-issued JWT (OIDC providers), seconds.
-pub const DEFAULT_JWT_DURATION: i64 = 3600;
-
-/// Everything that determines the tokens a [`TokenService`] hands out.
-#[derive(Debug, Clone)]
-pub struct ServiceSettings {
-    /// The workload identity pool provider.
-    pub provider: Provider,
-    /// Whether it is an AWS provider or an OIDC provider trusting the AWS
-    /// account's issuer (default [`ProviderType::Aws`]).
-    pub provider_type: ProviderType,
-    /// The service account to impersonate (email or unique ID).
-    pub service_account: String,
-    /// Access-token scopes (default `https://www.googleapis.com/auth/cloud-platform`).
-    pub scopes: Vec<String>,
-    /// Access-token lifetime in seconds, 1..=43200 (default 3600; above 3600
-    /// needs the organization policy).
-    pub lifetime: u32,
-    /// Delegation chain (emails or `projects/-/serviceAccounts/EMAIL`).
-    pub delegates: Vec<String>,
-    /// Google STS endpoint (default `https://sts.googleapis.com/v1/token`).
-    pub token_url: String,
-    /// IAM Credentials API root (default `https://iamcredentials.googleapis.com`).
-    pub iam_credentials_url: String,
-    /// AWS region, profile and assume-role.
-    pub aws: AwsSettings,
-    /// Cache directory, or no cache.
-    pub cache: CacheSettings,
-    /// Overall deadline of one `access_token` / `id_token` call (default 30 s).
-    pub timeout: Duration,
-    /// Lifetime of the AWS-issued JWT for OIDC providers, 60..=3600 s.
-    pub jwt_duration: i64,
-}
-
-impl ServiceSettings {
-    /// The documented defaults for `provider` and `service_account`.
-    pub fn new(provider: Provider, service_account: impl Into<String>) -> Self {
-        Self {
-            provider,
-            provider_type: ProviderType::Aws,
-            service_account: service_account.into(),
-            scopes: vec![CLOUD_PLATFORM_SCOPE.to_owned()],
-            lifetime: DEFAULT_LIFETIME,
-            delegates: Vec::new(),
-            token_url: DEFAULT_TOKEN_URL.to_owned(),
-            iam_credentials_url: DEFAULT_IAM_CREDENTIALS_URL.to_owned(),
-            aws: AwsSettings::default(),
-            cache: CacheSettings::default(),
-            timeout: DEFAULT_TIMEOUT,
-            jwt_duration: DEFAULT_JWT_DURATION,
-        }
-    }
-
-    /// Checks every field, with messages naming the flag to fix.
-    pub fn validate(&self) -> Result<()> {
-        validate_account("--service-account", &self.service_account)?;
-        for d in &self.delegates {
-            let email = d.strip_prefix("projects/-/serviceAccounts/").unwrap_or(d);
-            validate_account("--delegates", email)?;
-        }
-        if self.scopes.is_empty() {
-            return Err(Error::invalid("--scopes: at least one scope is required"));
-        }
-        for s in &self.scopes {
-            if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(Error::invalid(format!(
-                    "--scopes: `{}` is not a scope",
-                    s.escape_debug()
-                )));
-            }
-        }
-        if !(1..=MAX_LIFETIME).contains(&self.lifetime) {
-            return Err(Error::invalid(format!(
-                "--lifetime {}: Google accepts up to {MAX_LIFETIME} seconds (above 3600 only where the \
-                 organization policy constraints/iam.allowServiceAccountCredentialLifetimeExtension allows it)",
-                self.lifetime
-            )));
-        }
-        validate_url("--token-url", &self.token_url)?;
-        validate_url("--iam-credentials-url", &self.iam_credentials_url)?;
-        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
-            return Err(Error::invalid(format!(
-                "--timeout-millis {} (ServiceSettings::timeout): expected 1..={}",
-                self.timeout.as_millis(),
-                MAX_TIMEOUT.as_millis()
-            )));
-        }
-        if self.provider_type == ProviderType::Oidc
-            && !web_identity::DURATION_RANGE.contains(&self.jwt_duration)
-        {
-            return Err(Error::invalid(format!(
-                "--duration {}: AWS accepts 60..=3600 seconds",
-                self.jwt_duration
-            )));
-        }
-        if let Some(r) = &self.aws.region {
-            caller_identity::validate_region(r)
-                .map_err(|e| Error::invalid(format!("--region: {}", e.message())))?;
-        }
-        Ok(())
-    }
-}
-
-fn validate_account(flag: &str, account: &str) -> Result<()> {
-    let unique_id = !account.is_empty() && account.bytes().all(|b| b.is_ascii_digit());
-    let email = account.contains('@')
-        && !account.starts_with('@')
-        && !account.ends_with('@')
-        && !account
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "/?#:%".contains(c));
-    if unique_id || email {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "{flag} `{}`: expected a service account email such as app@my-project.iam.gserviceaccount.com",
-            account.escape_debug()
-        )))
-    }
-}
-
-fn validate_url(flag: &str, url: &str) -> Result<()> {
-    match reqwest::Url::parse(url) {
-        Ok(u)
-            if matches!(u.scheme(), "https" | "http")
-                && u.host_str().is_some_and(|h| !h.is_empty()) =>
-        {
-            Ok(())
-        }
-        _ => Err(Error::invalid(format!(
-            "{flag} `{url}`: expected an http(s) URL"
-        ))),
-    }
-}
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A token and when it stops working.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +67,7 @@ impl Token {
         self.expires_at.unix_timestamp()
     }
 
-    fn from_cached(t: CachedToken) -> Result<Self> {
+    fn from_issued(t: IssuedToken) -> Result<Self> {
         let expires_at = time::OffsetDateTime::from_unix_timestamp(t.expires_at).map_err(|e| {
             Error::new(
                 ErrorCode::Internal,
@@ -247,8 +114,11 @@ impl Token {
 pub struct TokenService {
     settings: Arc<ServiceSettings>,
     env: Arc<Env>,
+    identity: Arc<AwsIdentity>,
     cache: Option<Cache>,
     clock: Arc<dyn Clock>,
+    /// One HTTP client for Google, built on the first miss (a hit never sets up TLS).
+    client: Arc<OnceLock<reqwest::Client>>,
 }
 
 impl fmt::Debug for TokenService {
@@ -273,17 +143,20 @@ enum Want<'a> {
 
 impl TokenService {
     /// Validates the settings and opens the cache (unless disabled). `env`
-    /// steers the cache location and keys; AWS itself reads the process
-    /// environment, as every AWS SDK does.
+    /// is the environment everything reads: the cache location, and the AWS
+    /// default chain (so the AWS identity and the cache keys agree).
     pub fn new(settings: ServiceSettings, env: Env) -> Result<Self> {
         crate::secret::remember_env(&env);
         settings.validate()?;
         let cache = settings.cache.open(&env)?;
+        let identity = AwsIdentity::new(&settings.aws, &env);
         Ok(Self {
             settings: Arc::new(settings),
             env: Arc::new(env),
+            identity: Arc::new(identity),
             cache,
             clock: Arc::new(SystemClock),
+            client: Arc::new(OnceLock::new()),
         })
     }
 
@@ -307,7 +180,7 @@ impl TokenService {
     /// A Google-signed ID token whose `aud` is `audience`, with the
     /// `email` claim when `include_email`.
     pub async fn id_token(&self, audience: &str, include_email: bool) -> Result<Token> {
-        validate_id_audience(audience)?;
+        validate::id_audience("--audience", audience)?;
         self.get(Want::Id {
             audience,
             include_email,
@@ -322,7 +195,7 @@ impl TokenService {
 
     /// The cached ID token for `audience` if it is fresh; never touches the network.
     pub fn cached_id_token(&self, audience: &str, include_email: bool) -> Result<Option<Token>> {
-        validate_id_audience(audience)?;
+        validate::id_audience("--audience", audience)?;
         self.cached(Want::Id {
             audience,
             include_email,
@@ -334,89 +207,162 @@ impl TokenService {
             return Ok(None);
         };
         match cache.get_fresh(&self.key(want), self.clock.now_unix())? {
-            Some(t) => Token::from_cached(t).map(Some),
+            Some(t) => Token::from_issued(t).map(Some),
             None => Ok(None),
         }
     }
 
+    fn key(&self, want: Want<'_>) -> CacheKey {
+        match want {
+            Want::Access => CacheKey::access(&self.identity, &self.settings),
+            Want::Id {
+                audience,
+                include_email,
+            } => CacheKey::id(&self.identity, &self.settings, audience, include_email),
+        }
+    }
+
+    fn sts_key(&self) -> CacheKey {
+        CacheKey::sts(&self.identity, &self.settings)
+    }
+
     async fn get(&self, want: Want<'_>) -> Result<Token> {
-        let deadline = Instant::now() + self.settings.timeout;
-        let work = async {
-            let lock = match &self.cache {
-                None => None,
-                Some(cache) => match self.lock(cache, self.key(want), deadline).await? {
-                    Locked::Fresh(t) => {
-                        tracing::debug!(expires_at = t.expires_at, "token served from the cache");
-                        return Ok(t);
-                    }
-                    Locked::Held(lock) => Some(lock),
-                },
-            };
-            let client = http::client(self.settings.timeout)?;
-            let (mut federated, subject, cached) = self.federated_token(&client, deadline).await?;
-            let s = &self.settings;
-            let target = Impersonation {
-                iam_root: &s.iam_credentials_url,
-                service_account: &s.service_account,
-                delegates: &s.delegates,
-                provider: &s.provider,
-                provider_type: s.provider_type,
-                subject: subject.as_deref(),
-            };
-            let mut result = self
-                .impersonate(&client, &target, &federated, want, deadline)
-                .await;
-            // IAM refused a cached federated token before its expiry (revoked,
-            // or another universe): forget it, exchange again, retry once.
-            if cached
-                && let (Some(cache), Err(e)) = (&self.cache, &result)
-                && e.code() == ErrorCode::GoogleInvalidGrant
-            {
-                tracing::debug!("IAM refused the cached federated token; exchanging again");
-                cache.remove(&self.sts_key())?;
-                federated = self.federated_token(&client, deadline).await?.0;
-                result = self
-                    .impersonate(&client, &target, &federated, want, deadline)
-                    .await;
-            }
-            let token = match result {
-                // Name the exact member to bind: ask AWS who the caller is.
-                Err(e)
-                    if e.code() == ErrorCode::GooglePermissionDenied
-                        && s.provider_type == ProviderType::Aws
-                        && subject.is_none() =>
-                {
-                    return Err(match self.caller_aws_role(deadline).await {
-                        Some(role) => iam_credentials::with_aws_role(e, &target, &role),
-                        None => e,
-                    });
+        let deadline = Deadline::after(self.settings.timeout);
+        let key = self.key(want);
+        let walk = async {
+            // Boxed: the walk's nested futures are otherwise too deep a type.
+            let mint =
+                || -> BoxFuture<'_, Result<IssuedToken>> { Box::pin(self.mint(want, deadline)) };
+            let (token, source) =
+                cache::through(self.cache.as_ref(), &key, &self.clock, deadline, mint).await?;
+            match source {
+                Source::Cache => {
+                    tracing::debug!(expires_at = token.expires_at, "token served from the cache");
                 }
-                r => r?,
-            };
-            if let Some(lock) = lock {
-                lock.store(&token);
+                Source::Upstream => {
+                    tracing::debug!(expires_at = token.expires_at, "token obtained from Google");
+                }
             }
-            tracing::debug!(expires_at = token.expires_at, "token obtained from Google");
             Ok(token)
         };
-        Token::from_cached(within(deadline, work).await?)
+        Token::from_issued(deadline.within(walk).await?)
+    }
+
+    /// Steps 2–4 of the walk, and the hint after a failure.
+    async fn mint(&self, want: Want<'_>, deadline: Deadline) -> Result<IssuedToken> {
+        let client = self.client()?;
+        let aws = AwsSession::new(&self.settings.aws, &self.env, deadline);
+        let mut subject = None;
+        let (mut federated, source) = self
+            .federated_token(&client, &aws, deadline, &mut subject)
+            .await?;
+        let mut result = self.impersonate(&client, &federated, want, deadline).await;
+        // IAM refused a cached federated token before its expiry (revoked,
+        // or another universe): forget it, exchange again, retry once.
+        if source == Source::Cache
+            && let (Some(cache), Err(e)) = (&self.cache, &result)
+            && e.code() == ErrorCode::GoogleInvalidGrant
+        {
+            tracing::debug!("IAM refused the cached federated token; exchanging again");
+            cache.remove(&self.sts_key())?;
+            federated = self
+                .federated_token(&client, &aws, deadline, &mut subject)
+                .await?
+                .0;
+            result = self.impersonate(&client, &federated, want, deadline).await;
+        }
+        match result {
+            Err(e) if e.code() == ErrorCode::GooglePermissionDenied => {
+                let who = self.who(&aws, subject.as_deref()).await;
+                let s = &self.settings;
+                Err(hints::explain(
+                    e,
+                    &Facts {
+                        provider: &s.provider,
+                        provider_type: s.provider_type,
+                        service_account: &s.service_account,
+                        subject: who.as_deref(),
+                    },
+                ))
+            }
+            r => r,
+        }
+    }
+
+    /// The federated token, from its cache entry or an exchange of a fresh
+    /// subject token; `subject` learns the JWT's `sub` when one was made.
+    async fn federated_token(
+        &self,
+        client: &reqwest::Client,
+        aws: &AwsSession<'_>,
+        deadline: Deadline,
+        subject: &mut Option<String>,
+    ) -> Result<(IssuedToken, Source)> {
+        let s = &self.settings;
+        let audience = s.provider.audience();
+        let jwt = JwtRequest {
+            audience: &audience,
+            duration: s.jwt_duration,
+            identity: &self.identity,
+            cache: self.cache.as_ref(),
+        };
+        let made = std::sync::Mutex::new(None);
+        let result = cache::through(
+            self.cache.as_ref(),
+            &self.sts_key(),
+            &self.clock,
+            deadline,
+            || async {
+                let SubjectToken { token, sub } =
+                    subject::subject_token(s.provider_type, &jwt, aws, &self.clock, deadline)
+                        .await?;
+                if let Ok(mut m) = made.lock() {
+                    *m = sub;
+                }
+                let exchange = Exchange {
+                    token_url: &s.token_url,
+                    provider: &s.provider,
+                    provider_type: s.provider_type,
+                    subject_token: &token,
+                    scope: CLOUD_PLATFORM_SCOPE,
+                };
+                sts::exchange(client, &exchange, deadline, self.clock.now_unix()).await
+            },
+        )
+        .await;
+        if let Some(sub) = made.into_inner().ok().flatten() {
+            *subject = Some(sub);
+        }
+        let (token, source) = result?;
+        tracing::debug!(?source, expires_at = token.expires_at, "federated token");
+        Ok((token, source))
     }
 
     /// `generateAccessToken` or `generateIdToken` with the federated token.
     async fn impersonate(
         &self,
         client: &reqwest::Client,
-        target: &Impersonation<'_>,
-        federated: &Secret,
+        federated: &IssuedToken,
         want: Want<'_>,
-        deadline: Instant,
-    ) -> Result<CachedToken> {
+        deadline: Deadline,
+    ) -> Result<IssuedToken> {
+        let s = &self.settings;
+        let target = Impersonation {
+            iam_root: &s.iam_credentials_url,
+            service_account: &s.service_account,
+            delegates: &s.delegates,
+        };
         let now = self.clock.now_unix();
         match want {
             Want::Access => {
-                let s = &self.settings;
                 iam_credentials::generate_access_token(
-                    client, target, federated, &s.scopes, s.lifetime, deadline, now,
+                    client,
+                    &target,
+                    &federated.token,
+                    &s.scopes,
+                    s.lifetime,
+                    deadline,
+                    now,
                 )
                 .await
             }
@@ -426,8 +372,8 @@ impl TokenService {
             } => {
                 iam_credentials::generate_id_token(
                     client,
-                    target,
-                    federated,
+                    &target,
+                    &federated.token,
                     audience,
                     include_email,
                     deadline,
@@ -438,469 +384,32 @@ impl TokenService {
         }
     }
 
-    /// The federated STS token (from its cache entry or a fresh exchange) and,
-    /// when known, the federated subject for error hints; `true` when it came
-    /// from the cache.
-    async fn federated_token(
-        &self,
-        client: &reqwest::Client,
-        deadline: Instant,
-    ) -> Result<(Secret, Option<String>, bool)> {
-        let lock = match &self.cache {
-            None => None,
-            Some(cache) => match self.lock(cache, self.sts_key(), deadline).await? {
-                Locked::Fresh(t) => return Ok((t.token, None, true)),
-                Locked::Held(lock) => Some(lock),
-            },
-        };
-        let (token, subject) = self.exchange(client, deadline).await?;
-        if let Some(lock) = lock {
-            lock.store(&token);
-        }
-        Ok((token.token, subject, false))
-    }
-
-    async fn exchange(
-        &self,
-        client: &reqwest::Client,
-        deadline: Instant,
-    ) -> Result<(CachedToken, Option<String>)> {
-        let s = &self.settings;
-        let left = deadline.saturating_duration_since(Instant::now());
-        let aws = aws::load(&s.aws, http::attempt_timeout(left)).await?;
-        let audience = s.provider.audience();
-        let (subject_token, subject) = match s.provider_type {
-            ProviderType::Aws => (
-                caller_identity::subject_token(
-                    &aws.credentials,
-                    &aws.region,
-                    &audience,
-                    SystemTime::now(),
-                )?,
-                None,
-            ),
-            ProviderType::Oidc => {
-                let jwt = web_identity::get_web_identity_token(
-                    &aws,
-                    &audience,
-                    s.jwt_duration,
-                    self.clock.now_unix(),
-                )
-                .await?;
-                let sub = iam_credentials::jwt_claims(jwt.token.expose())
-                    .ok()
-                    .and_then(|c| c.get("sub").and_then(|v| v.as_str()).map(str::to_owned));
-                (jwt.token, sub)
-            }
-        };
-        let ex = Exchange {
-            token_url: &s.token_url,
-            provider: &s.provider,
-            provider_type: s.provider_type,
-            subject_token: &subject_token,
-            scope: CLOUD_PLATFORM_SCOPE,
-        };
-        let token = sts::exchange(client, &ex, deadline, self.clock.now_unix()).await?;
-        tracing::debug!(
-            expires_at = token.expires_at,
-            "federated token from Google STS"
-        );
-        Ok((token, subject))
-    }
-
-    /// The caller's `attribute.aws_role` (from `GetCallerIdentity`), for a
-    /// PERMISSION_DENIED hint; `None` if AWS does not say.
-    async fn caller_aws_role(&self, deadline: Instant) -> Option<String> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let aws = aws::load(&self.settings.aws, http::attempt_timeout(left))
-            .await
-            .ok()?;
-        let arn = caller_identity::caller_arn(&aws).await?;
-        Some(caller_identity::aws_role_attribute(&arn))
-    }
-
-    /// `Cache::lock` may sleep while another process refreshes: run it on
-    /// the blocking pool.
-    async fn lock(&self, cache: &Cache, key: CacheKey, deadline: Instant) -> Result<Locked> {
-        let cache = cache.clone();
-        let clock = Arc::clone(&self.clock);
-        tokio::task::spawn_blocking(move || cache.lock(&key, clock.as_ref(), deadline))
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorCode::Internal,
-                    format!("the cache lock task failed: {e}"),
-                )
-            })?
-    }
-
-    /// Key of the federated token: the AWS identity and the exchange.
-    fn sts_key(&self) -> CacheKey {
-        let s = &self.settings;
-        let audience = s.provider.audience();
-        let jwt_duration = s.jwt_duration.to_string();
-        let mut f = self.exchange_fields(&audience, &jwt_duration);
-        f.push(("token_url", &s.token_url));
-        CacheKey::new("sts", f)
-    }
-
-    /// Key of a service-account token: the exchange plus the IAM request.
-    fn key(&self, want: Want<'_>) -> CacheKey {
-        let s = &self.settings;
-        let audience = s.provider.audience();
-        let jwt_duration = s.jwt_duration.to_string();
-        let delegates = s
-            .delegates
-            .iter()
-            .map(|d| iam_credentials::delegate_resource(d))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut f = self.exchange_fields(&audience, &jwt_duration);
-        f.push(("token_url", &s.token_url));
-        f.push((
-            "iam_credentials_url",
-            s.iam_credentials_url.trim_end_matches('/'),
-        ));
-        f.push(("service_account", &s.service_account));
-        f.push(("delegates", &delegates));
-        match want {
-            Want::Access => {
-                let mut scopes: Vec<&str> = s.scopes.iter().map(String::as_str).collect();
-                scopes.sort_unstable();
-                scopes.dedup();
-                let scopes = scopes.join(" ");
-                let lifetime = s.lifetime.to_string();
-                f.push(("scopes", &scopes));
-                f.push(("lifetime", &lifetime));
-                CacheKey::new("access", f)
-            }
-            Want::Id {
-                audience,
-                include_email,
-            } => {
-                f.push(("id_audience", audience));
-                f.push((
-                    "include_email",
-                    if include_email { "true" } else { "false" },
-                ));
-                CacheKey::new("id", f)
+    /// Who the federated identity is, from facts at hand, for a hint: the
+    /// JWT's `sub` (OIDC provider); the role this call assumed, or the
+    /// caller behind the AWS context it already loaded (AWS provider).
+    /// Never loads AWS for it.
+    async fn who(&self, aws: &AwsSession<'_>, jwt_sub: Option<&str>) -> Option<String> {
+        match self.settings.provider_type {
+            ProviderType::Oidc => jwt_sub.map(str::to_owned),
+            ProviderType::Aws => {
+                if let Some(arn) = &aws.settings().assume_role_arn {
+                    return hints::assumed_role_attribute(arn);
+                }
+                let ctx = aws.loaded()?;
+                let arn = caller_identity::caller_arn(ctx).await?;
+                Some(hints::aws_role_attribute(&arn))
             }
         }
     }
 
-    fn exchange_fields<'a>(
-        &'a self,
-        audience: &'a str,
-        jwt_duration: &'a str,
-    ) -> Vec<(&'a str, &'a str)> {
-        let s = &self.settings;
-        let mut f = aws_key_fields(&s.aws, &self.env);
-        f.push(("audience", audience));
-        f.push(("provider_type", s.provider_type.as_str()));
-        if s.provider_type == ProviderType::Oidc {
-            f.push(("jwt_duration", jwt_duration));
+    fn client(&self) -> Result<reqwest::Client> {
+        if let Some(c) = self.client.get() {
+            return Ok(c.clone());
         }
-        f
+        let c = http::client(self.settings.timeout)?;
+        Ok(self.client.get_or_init(|| c).clone())
     }
-}
-
-fn validate_id_audience(audience: &str) -> Result<()> {
-    if audience.is_empty() || audience.len() > 2048 || audience.chars().any(char::is_control) {
-        return Err(Error::invalid(format!(
-            "--audience `{}`: expected the URL of the receiving service, e.g. https://my-service-abc123-uc.a.run.app",
-            audience.escape_debug()
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::FixedClock;
-    use crate::secret::Secret;
-
-    const RES: &str =
-        "projects/123456789012/locations/global/workloadIdentityPools/pool/providers/prov";
-    const SA: &str = "app@my-project.iam.gserviceaccount.com";
-
-    fn settings(dir: &std::path::Path) -> ServiceSettings {
-        let mut s = ServiceSettings::new(RES.parse().unwrap_or_else(|e| panic!("{e}")), SA);
-        s.cache.dir = Some(dir.join("cache"));
-        s
-    }
-
-    fn service(s: ServiceSettings) -> TokenService {
-        TokenService::new(
-            s,
-            Env::from_pairs([("HOME", "/home/u"), ("AWS_PROFILE", "dev")]),
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_clock(Arc::new(FixedClock(1_000_000)))
-    }
-
-    fn tmp() -> tempfile::TempDir {
-        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn defaults_are_the_documented_ones() {
-        let s = ServiceSettings::new(RES.parse().unwrap_or_else(|e| panic!("{e}")), SA);
-        assert_eq!(s.scopes, ["https://www.googleapis.com/auth/cloud-platform"]);
-        assert_eq!(s.lifetime, 3600);
-        assert_eq!(s.provider_type, ProviderType::Aws);
-        assert_eq!(s.token_url, "https://sts.googleapis.com/v1/token");
-        assert_eq!(
-            s.iam_credentials_url,
-            "https://iamcredentials.googleapis.com"
-        );
-        assert_eq!(s.timeout, Duration::from_secs(30));
-        assert!(!s.cache.disabled);
-        assert!(s.validate().is_ok());
-    }
-
-    #[test]
-    fn validation_names_the_flag() {
-        let d = tmp();
-        type Change = Box<dyn Fn(&mut ServiceSettings)>;
-        let cases: Vec<(&str, Change)> = vec![
-            (
-                "--service-account",
-                Box::new(|s| s.service_account = "not-an-email".into()),
-            ),
-            (
-                "--service-account",
-                Box::new(|s| s.service_account = "a@b/../x".into()),
-            ),
-            (
-                "--delegates",
-                Box::new(|s| s.delegates = vec!["x y".into()]),
-            ),
-            ("--scopes", Box::new(|s| s.scopes.clear())),
-            ("--timeout-millis", Box::new(|s| s.timeout = Duration::ZERO)),
-            ("--timeout-millis", Box::new(|s| s.timeout = Duration::MAX)),
-            ("--scopes", Box::new(|s| s.scopes = vec!["a b".into()])),
-            ("--lifetime", Box::new(|s| s.lifetime = 0)),
-            ("--lifetime", Box::new(|s| s.lifetime = 43_201)),
-            (
-                "--token-url",
-                Box::new(|s| s.token_url = "sts.googleapis.com".into()),
-            ),
-            (
-                "--iam-credentials-url",
-                Box::new(|s| s.iam_credentials_url = "ftp://x".into()),
-            ),
-            (
-                "--region",
-                Box::new(|s| s.aws.region = Some("Evil.com".into())),
-            ),
-            (
-                "--duration",
-                Box::new(|s| {
-                    s.provider_type = ProviderType::Oidc;
-                    s.jwt_duration = 10;
-                }),
-            ),
-        ];
-        for (flag, change) in cases {
-            let mut s = settings(d.path());
-            change(&mut s);
-            let e = TokenService::new(s, Env::default())
-                .err()
-                .unwrap_or_else(|| panic!("{flag} accepted"));
-            assert_eq!(e.code(), ErrorCode::InvalidArgument);
-            assert!(e.message().contains(flag), "{flag}: {e}");
-        }
-        let mut s = settings(d.path());
-        s.service_account = "123456789012345678901".into();
-        s.delegates = vec!["projects/-/serviceAccounts/d@p.iam.gserviceaccount.com".into()];
-        s.lifetime = 43_200;
-        assert!(s.validate().is_ok());
-    }
-
-    #[test]
-    fn keys_share_the_sts_entry_across_audiences_and_scopes() {
-        let d = tmp();
-        let a = service(settings(d.path()));
-        let mut s = settings(d.path());
-        s.scopes = vec![
-            "https://www.googleapis.com/auth/userinfo.email".into(),
-            CLOUD_PLATFORM_SCOPE.into(),
-        ];
-        s.lifetime = 600;
-        let b = service(s);
-        let id1 = Want::Id {
-            audience: "https://a.run.app",
-            include_email: false,
-        };
-        let id2 = Want::Id {
-            audience: "https://b.run.app",
-            include_email: false,
-        };
-        let id1e = Want::Id {
-            audience: "https://a.run.app",
-            include_email: true,
-        };
-        assert_eq!(a.sts_key(), b.sts_key());
-        assert_ne!(a.key(Want::Access), b.key(Want::Access));
-        assert_ne!(a.key(id1), a.key(id2));
-        assert_ne!(a.key(id1), a.key(id1e));
-        assert_eq!(
-            a.key(id1),
-            b.key(id1),
-            "scopes and lifetime do not matter for ID tokens"
-        );
-        assert!(a.key(Want::Access).stem().starts_with("access-"));
-        assert!(a.key(id1).stem().starts_with("id-"));
-        assert!(a.sts_key().stem().starts_with("sts-"));
-    }
-
-    #[test]
-    fn scope_order_does_not_matter_but_identity_and_provider_type_do() {
-        let d = tmp();
-        let mut s1 = settings(d.path());
-        s1.scopes = vec!["b".into(), "a".into()];
-        let mut s2 = settings(d.path());
-        s2.scopes = vec!["a".into(), "b".into()];
-        assert_eq!(
-            service(s1).key(Want::Access),
-            service(s2.clone()).key(Want::Access)
-        );
-        let other_profile = TokenService::new(
-            s2.clone(),
-            Env::from_pairs([("HOME", "/home/u"), ("AWS_PROFILE", "prod")]),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_ne!(
-            other_profile.key(Want::Access),
-            service(s2.clone()).key(Want::Access)
-        );
-        assert_ne!(other_profile.sts_key(), service(s2.clone()).sts_key());
-        let mut s3 = s2.clone();
-        s3.provider_type = ProviderType::Oidc;
-        assert_ne!(service(s3.clone()).sts_key(), service(s2.clone()).sts_key());
-        assert_ne!(service(s3).key(Want::Access), service(s2).key(Want::Access));
-    }
-
-    #[test]
-    fn cached_lookups_read_the_disk_only() -> Result<()> {
-        let d = tmp();
-        let svc = service(settings(d.path()));
-        assert_eq!(svc.cached_access_token()?, None);
-        let cache = svc.cache.clone().unwrap_or_else(|| panic!("cache"));
-        let put = |key: CacheKey, tok: &str, exp: i64| -> Result<()> {
-            match cache.lock(
-                &key,
-                &FixedClock(1_000_000),
-                Instant::now() + Duration::from_secs(5),
-            )? {
-                Locked::Held(l) => {
-                    l.store(&CachedToken {
-                        token: Secret::new(tok),
-                        expires_at: exp,
-                        issued_at: 1_000_000,
-                    });
-                    Ok(())
-                }
-                Locked::Fresh(_) => Err(Error::invalid("unexpected fresh entry")),
-            }
-        };
-        put(svc.key(Want::Access), "ya29.cached", 1_003_600)?;
-        let t = svc.cached_access_token()?.unwrap_or_else(|| panic!("miss"));
-        assert_eq!(t.token.expose(), "ya29.cached");
-        assert_eq!(t.expires_at_unix(), 1_003_600);
-        assert_eq!(t.expires_at.offset(), time::UtcOffset::UTC);
-        assert!(!format!("{t:?}").contains("ya29"));
-        // Within the 300 s slack it is not served.
-        let late = svc.clone().with_clock(Arc::new(FixedClock(1_003_300)));
-        assert_eq!(late.cached_access_token()?, None);
-        // ID tokens are per audience and include_email.
-        put(
-            svc.key(Want::Id {
-                audience: "https://a.run.app",
-                include_email: true,
-            }),
-            "id.a",
-            1_003_600,
-        )?;
-        assert!(svc.cached_id_token("https://a.run.app", true)?.is_some());
-        assert!(svc.cached_id_token("https://a.run.app", false)?.is_none());
-        assert!(svc.cached_id_token("https://b.run.app", true)?.is_none());
-        assert!(svc.cached_id_token("", true).is_err());
-        Ok(())
-    }
-
-    #[test]
-    fn no_cache_means_no_cached_answers_and_no_directory() -> Result<()> {
-        let d = tmp();
-        let mut s = settings(d.path());
-        s.cache.disabled = true;
-        let svc = service(s);
-        assert_eq!(svc.cached_access_token()?, None);
-        assert!(!d.path().join("cache").exists());
-        Ok(())
-    }
-
-    #[test]
-    fn debug_never_prints_the_environment() {
-        let d = tmp();
-        let svc = TokenService::new(
-            settings(d.path()),
-            Env::from_pairs([("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-very-secret")]),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let dbg = format!("{svc:?}");
-        assert!(!dbg.contains("very-secret"), "{dbg}");
-        assert!(dbg.contains(SA));
-    }
-
-    #[tokio::test]
-    async fn a_cache_hit_needs_no_network() -> Result<()> {
-        let d = tmp();
-        let mut s = settings(d.path());
-        // Unreachable endpoints: a hit must not touch them.
-        s.token_url = "http://127.0.0.1:9/v1/token".into();
-        s.iam_credentials_url = "http://127.0.0.1:9".into();
-        let svc = service(s);
-        let cache = svc.cache.clone().unwrap_or_else(|| panic!("cache"));
-        if let Locked::Held(l) = cache.lock(
-            &svc.key(Want::Access),
-            &FixedClock(1_000_000),
-            Instant::now() + Duration::from_secs(5),
-        )? {
-            l.store(&CachedToken {
-                token: Secret::new("ya29.hit"),
-                expires_at: 1_003_600,
-                issued_at: 1_000_000,
-            });
-        }
-        let t = svc.access_token().await?;
-        assert_eq!(t.token.expose(), "ya29.hit");
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn the_deadline_bounds_waiting_for_another_process() -> Result<()> {
-        let d = tmp();
-        let mut s = settings(d.path());
-        s.timeout = Duration::from_millis(300);
-        let svc = service(s);
-        let cache = svc.cache.clone().unwrap_or_else(|| panic!("cache"));
-        // Another "process" holds the lock and never finishes.
-        let held = cache.lock(
-            &svc.key(Want::Access),
-            &FixedClock(1_000_000),
-            Instant::now() + Duration::from_secs(5),
-        )?;
-        let started = Instant::now();
-        let e = svc
-            .access_token()
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("expected a timeout"));
-        assert_eq!(e.code(), ErrorCode::Timeout, "{e}");
-        assert!(started.elapsed() < Duration::from_secs(2));
-        drop(held);
-        Ok(())
-    }
-}
+mod tests;

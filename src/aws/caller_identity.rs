@@ -31,11 +31,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use std::time::SystemTime;
 
-/// The `subject_token_type` of this token.
-pub const TOKEN_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
-
 /// The header that binds the signed request to one pool provider.
-pub const TARGET_RESOURCE_HEADER: &str = "x-goog-cloud-target-resource";
+pub(crate) const TARGET_RESOURCE_HEADER: &str = "x-goog-cloud-target-resource";
 
 /// What `urllib.parse.quote` leaves alone: letters, digits, `_.-~` and `/`.
 const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
@@ -59,36 +56,17 @@ struct Token<'a> {
 }
 
 /// The regional `GetCallerIdentity` URL for `region` (validated).
-pub fn verification_url(region: &str) -> Result<String> {
-    validate_region(region)?;
+pub(crate) fn verification_url(region: &str) -> Result<String> {
+    crate::settings::validate::region("AWS region", region)?;
     Ok(format!(
         "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
     ))
 }
 
-/// An AWS region name as used in endpoints: lower-case letters, digits and
-/// hyphens (e.g. `us-east-2`, `eu-central-1`, `us-gov-west-1`).
-pub fn validate_region(region: &str) -> Result<()> {
-    let ok = !region.is_empty()
-        && region.len() <= 63
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !region.starts_with('-')
-        && !region.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "AWS region `{region}`: expected lower-case letters, digits and hyphens, such as us-east-1"
-        )))
-    }
-}
-
 /// Builds the URL-encoded, signed `GetCallerIdentity` subject token for
 /// `audience` (the pool provider, `//iam.googleapis.com/projects/…`),
 /// signed with `credentials` for `region` at time `now`.
-pub fn subject_token(
+pub(crate) fn subject_token(
     credentials: &Credentials,
     region: &str,
     audience: &str,
@@ -135,22 +113,9 @@ pub fn subject_token(
     Ok(Secret::new(url_encode(&json)))
 }
 
-/// `attribute.aws_role` as an AWS provider's default attribute mapping
-/// makes it from the caller's ARN: a role session's assumed-role ARN without
-/// the session name (`arn:aws:sts::ACCOUNT:assumed-role/ROLE`), else the ARN.
-pub fn aws_role_attribute(arn: &str) -> String {
-    match arn.split_once(":assumed-role/") {
-        Some((head, rest)) => format!(
-            "{head}:assumed-role/{}",
-            rest.split('/').next().unwrap_or(rest)
-        ),
-        None => arn.to_owned(),
-    }
-}
-
 /// The caller's ARN from STS `GetCallerIdentity`, or `None` if AWS does not
 /// answer; only for error hints (a member to bind).
-pub async fn caller_arn(aws: &crate::aws::AwsContext) -> Option<String> {
+pub(crate) async fn caller_arn(aws: &crate::aws::AwsContext) -> Option<String> {
     crate::aws::sts_client(&aws.config)
         .get_caller_identity()
         .send()
@@ -435,46 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn aws_role_attribute_drops_the_session_name_only() {
-        for (arn, attr) in [
-            (
-                "arn:aws:sts::111122223333:assumed-role/app/i-0abc",
-                "arn:aws:sts::111122223333:assumed-role/app",
-            ),
-            (
-                "arn:aws:sts::111122223333:assumed-role/app",
-                "arn:aws:sts::111122223333:assumed-role/app",
-            ),
-            (
-                "arn:aws:iam::111122223333:user/wif-user",
-                "arn:aws:iam::111122223333:user/wif-user",
-            ),
-        ] {
-            assert_eq!(aws_role_attribute(arn), attr);
-        }
-    }
-
-    #[test]
-    fn regions_are_validated() {
-        for ok in [
-            "us-east-1",
-            "eu-central-1",
-            "us-gov-west-1",
-            "ap-southeast-4",
-        ] {
-            assert!(validate_region(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "US-EAST-1",
-            "us_east_1",
-            "us-east-1.evil.com",
-            "us-east-1/x",
-            "-us",
-            "a b",
-        ] {
-            assert!(validate_region(bad).is_err(), "{bad}");
-        }
+    fn a_region_that_is_not_a_region_is_refused() {
         let v = vector();
         let e = subject_token(&creds(&v, true), "evil.com/x", "aud", frozen(&v)).err();
         assert_eq!(e.map(|e| e.code()), Some(ErrorCode::InvalidArgument));

@@ -14,9 +14,10 @@
 //! * the ECS and EKS Pod Identity addresses `169.254.170.2`,
 //!   `169.254.170.23` and `fd00:ec2::23`;
 //! * the endpoints named by `AWS_EC2_METADATA_SERVICE_ENDPOINT` and
-//!   `AWS_CONTAINER_CREDENTIALS_FULL_URI` (read from the process
-//!   environment, as aws-config reads them).
+//!   `AWS_CONTAINER_CREDENTIALS_FULL_URI` (read from the same [`Env`]
+//!   aws-config reads them from).
 
+use crate::env::Env;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::{Builder, ConnectorBuilder, tls};
 use aws_smithy_runtime_api::client::http::{
@@ -44,7 +45,7 @@ const ENDPOINT_VARS: [&str; 2] = [
 
 /// `(host, port)` of a URL, the host lower-cased and without IPv6
 /// brackets, the port defaulted from the scheme. `None` if it has no host.
-pub fn authority(url: &str) -> Option<(String, u16)> {
+pub(crate) fn authority(url: &str) -> Option<(String, u16)> {
     let (scheme, rest) = url.split_once("://")?;
     let default_port = match scheme.to_ascii_lowercase().as_str() {
         "https" => 443,
@@ -73,14 +74,14 @@ pub fn authority(url: &str) -> Option<(String, u16)> {
 
 /// Decides which requests go around the proxy.
 #[derive(Debug, Clone, Default)]
-pub struct Bypass {
+pub(crate) struct Bypass {
     endpoints: Vec<(String, u16)>,
 }
 
 impl Bypass {
     /// The fixed metadata hosts plus the endpoints `var` names (a lookup
     /// such as the process environment).
-    pub fn new(var: impl Fn(&str) -> Option<String>) -> Self {
+    pub(crate) fn new(var: impl Fn(&str) -> Option<String>) -> Self {
         Self {
             endpoints: ENDPOINT_VARS
                 .iter()
@@ -91,7 +92,7 @@ impl Bypass {
     }
 
     /// Whether a request to `url` must connect directly.
-    pub fn is_direct(&self, url: &str) -> bool {
+    pub(crate) fn is_direct(&self, url: &str) -> bool {
         let Some((host, port)) = authority(url) else {
             return false;
         };
@@ -103,8 +104,8 @@ impl Bypass {
 /// The client for `aws_config`: the SDK's default HTTPS client (rustls with
 /// aws-lc, proxies from the environment) except for metadata endpoints,
 /// which get the same client without a proxy.
-pub fn client() -> SharedHttpClient {
-    let bypass = Bypass::new(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
+pub(crate) fn client(env: &Env) -> SharedHttpClient {
+    let bypass = Bypass::new(|v| env.get(v).map(str::to_owned));
     SharedHttpClient::new(Routing {
         bypass: Arc::new(bypass),
         proxied: https_client(ProxyConfig::from_env),

@@ -7,24 +7,24 @@
 //! `AWS_ENDPOINT_URL_STS`).
 
 use super::{AwsContext, sdk_transport_error, sts_client, sts_service_error};
-use crate::cache::CachedToken;
 use crate::error::{Error, ErrorCode, Result};
 use crate::secret::Secret;
+use crate::token::IssuedToken;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::get_web_identity_token::GetWebIdentityTokenError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 /// The shortest and longest `DurationSeconds` AWS accepts.
-pub const DURATION_RANGE: std::ops::RangeInclusive<i64> = 60..=3600;
+pub(crate) const DURATION_RANGE: std::ops::RangeInclusive<i64> = 60..=3600;
 
 /// Asks STS for a JWT with `audience`, valid `duration` seconds (shortened to
 /// the credentials' own remaining life, which AWS refuses to exceed).
-pub async fn get_web_identity_token(
+pub(crate) async fn get_web_identity_token(
     aws: &AwsContext,
     audience: &str,
     duration: i64,
     now: i64,
-) -> Result<CachedToken> {
+) -> Result<IssuedToken> {
     let mut duration = clamp_to_credentials(duration, aws, now);
     let client = sts_client(&aws.config);
     let out = loop {
@@ -61,7 +61,7 @@ pub async fn get_web_identity_token(
         Some(t) => t.secs(),
         None => now.saturating_add(duration),
     };
-    let token = CachedToken {
+    let token = IssuedToken {
         token: Secret::new(token),
         expires_at,
         issued_at: now,

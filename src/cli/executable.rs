@@ -5,18 +5,23 @@
 //! (`docs/executable-protocol.md` says why 0).
 
 use super::{AwsArgs, CacheArgs, Cli, Command, JwtDurationArg, LogArgs, TimeoutArg};
-use crate::clock::SystemClock;
+use crate::aws::AwsSession;
+use crate::cache::{AwsIdentity, CacheKey};
+use crate::clock::{Clock, SystemClock};
+use crate::deadline::Deadline;
 use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
-use crate::executable;
-use crate::flow::{self, JwtSettings};
 use crate::logging::{self, Sink};
 use crate::output;
+use crate::pluggable;
 use crate::provider::Provider;
+use crate::settings::{EXECUTABLE_TIMEOUT_RANGE, JwtSettings, validate};
+use crate::subject::{self, ID_TOKEN_TYPE, JWT_TOKEN_TYPE, JwtRequest};
 use clap::{Args, Parser};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
@@ -50,16 +55,16 @@ pub(super) fn main_executable(argv: &[OsString], env: &Env) -> ExitCode {
             Ok(json) => json,
             Err(e) => {
                 tracing::warn!(code = %e.code(), message = e.message(), "executable mode failed");
-                executable::failure_json(&e)
+                pluggable::failure_json(&e)
             }
         },
-        Ok(_) => executable::failure_json(&Error::new(ErrorCode::Internal, "unexpected command")),
+        Ok(_) => pluggable::failure_json(&Error::new(ErrorCode::Internal, "unexpected command")),
         Err(e) => match e.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                 output::stdout(e.render().to_string().trim_end());
                 return ExitCode::SUCCESS;
             }
-            _ => executable::failure_json(&Error::invalid(first_line(&e.render().to_string()))),
+            _ => pluggable::failure_json(&Error::invalid(first_line(&e.render().to_string()))),
         },
     };
     output::stdout(&json);
@@ -82,7 +87,7 @@ fn install_protocol_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        output::stdout(&executable::failure_json_parts(
+        output::stdout(&pluggable::failure_json_parts(
             ErrorCode::Internal.as_str(),
             &format!("wif-helper crashed{place}; please report this bug"),
         ));
@@ -110,37 +115,57 @@ fn run_executable(a: &ExecutableArgs, env: &Env) -> Result<String> {
         })?
         .parse()?;
     if let Some(t) = env.get("GOOGLE_EXTERNAL_ACCOUNT_TOKEN_TYPE")
-        && t != executable::JWT_TOKEN_TYPE
-        && t != "urn:ietf:params:oauth:token-type:id_token"
+        && t != JWT_TOKEN_TYPE
+        && t != ID_TOKEN_TYPE
     {
         return Err(Error::invalid(format!(
             "the credential configuration asks for subject_token_type `{t}`, but wif-helper \
                  answers with an OIDC JWT: regenerate it with `wif-helper generate-config` \
-                 (subject_token_type {})",
-            executable::JWT_TOKEN_TYPE
+                 (subject_token_type {JWT_TOKEN_TYPE})"
         )));
     }
-    let duration = a.duration.get()?;
-    if !(1_000..=120_000).contains(&a.timeout.timeout_millis) {
-        return Err(Error::invalid(format!(
-            "--timeout-millis {}: expected 1000..=120000",
-            a.timeout.timeout_millis
-        )));
-    }
+    let timeout = Duration::from_millis(u64::from(a.timeout.timeout_millis));
+    validate::timeout("--timeout-millis", timeout, &EXECUTABLE_TIMEOUT_RANGE)?;
     // Leave room to print the answer before the library kills us.
-    let budget = Duration::from_millis(u64::from(a.timeout.timeout_millis))
-        .saturating_sub(Duration::from_millis(500));
-    let deadline = started + budget;
+    let deadline = Deadline::after(
+        timeout
+            .saturating_sub(Duration::from_millis(500))
+            .saturating_sub(started.elapsed()),
+    );
     let settings = JwtSettings {
         provider,
         aws: a.aws.settings()?,
-        duration,
+        duration: a.duration.seconds,
     };
+    settings.validate()?;
     let cache = a.cache.settings().open(env)?;
-    let token = flow::web_identity_jwt(&settings, cache.as_ref(), env, &SystemClock, deadline)?;
-    let json = executable::success_json(&token);
+    let identity = AwsIdentity::new(&settings.aws, env);
+    let audience = settings.provider.audience();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let req = JwtRequest {
+        audience: &audience,
+        duration: settings.duration,
+        identity: &identity,
+        cache: cache.as_ref(),
+    };
+    // A hit is one file read: no runtime, TLS or AWS configuration.
+    let hit = match &cache {
+        Some(c) => c.get_fresh(
+            &CacheKey::jwt(&identity, &audience, settings.duration),
+            clock.now_unix(),
+        )?,
+        None => None,
+    };
+    let token = match hit {
+        Some(t) => t,
+        None => deadline.block_on(async {
+            let aws = AwsSession::new(&settings.aws, env, deadline);
+            subject::web_identity_jwt(&req, &aws, &clock, deadline).await
+        })?,
+    };
+    let json = pluggable::success_json(&token);
     if let Some(path) = &a.output_file
-        && let Err(e) = executable::write_output_file(path, &json)
+        && let Err(e) = pluggable::write_output_file(path, &json)
     {
         // The token on stdout is what libraries use; a failed cache file only costs a rerun.
         tracing::warn!(error = %e, "could not write the output file");

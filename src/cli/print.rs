@@ -6,14 +6,16 @@
 //! AWS configuration.
 
 use super::{AwsArgs, CacheArgs, Format, GoogleUrlArgs, JwtDurationArg, LogArgs, TimeoutArg};
+use crate::deadline::Deadline;
 use crate::env::Env;
-use crate::error::{Error, Result};
-use crate::flow;
+use crate::error::Result;
 use crate::logging::{self, Sink};
 use crate::output;
-use crate::service::{ProviderType, ServiceSettings, Token, TokenService};
+use crate::service::{Token, TokenService};
+use crate::settings::{ServiceSettings, validate};
+use crate::subject::ProviderType;
 use clap::Args;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub(super) struct TokenArgs {
@@ -67,7 +69,7 @@ pub(super) struct AccessTokenArgs {
     common: TokenArgs,
     /// OAuth scopes, comma-separated
     #[arg(long, env = "WIF_HELPER_SCOPES", value_name = "S1,S2", value_delimiter = ',',
-          default_value = crate::google::CLOUD_PLATFORM_SCOPE)]
+          default_value = crate::settings::CLOUD_PLATFORM_SCOPE)]
     scopes: Vec<String>,
     /// Token lifetime in seconds, up to 3600 (up to 43200 where the organization policy
     /// constraints/iam.allowServiceAccountCredentialLifetimeExtension allows it)
@@ -109,7 +111,8 @@ impl TokenArgs {
         s.delegates = self.delegates.clone();
         s.token_url = self.google.token_url.clone();
         s.iam_credentials_url = self.google.iam_credentials_url.clone();
-        s.jwt_duration = self.duration.get()?;
+        validate::jwt_duration("--duration", self.duration.seconds)?;
+        s.jwt_duration = self.duration.seconds;
         s.aws = self.aws.settings()?;
         s.cache = self.cache.settings();
         s.timeout = Duration::from_millis(u64::from(self.timeout.timeout_millis));
@@ -117,9 +120,11 @@ impl TokenArgs {
         TokenService::new(s, env.clone())
     }
 
-    fn deadline(&self) -> Instant {
+    fn deadline(&self) -> Deadline {
         // The service enforces the timeout itself; this only bounds the runtime.
-        Instant::now() + Duration::from_millis(u64::from(self.timeout.timeout_millis) + 1_000)
+        Deadline::after(Duration::from_millis(
+            u64::from(self.timeout.timeout_millis) + 1_000,
+        ))
     }
 
     fn print(&self, token: &Token, field: &str) {
@@ -144,23 +149,20 @@ pub(super) fn access_token(a: &AccessTokenArgs, env: &Env) -> Result<()> {
     })?;
     let token = match svc.cached_access_token()? {
         Some(t) => t,
-        None => flow::block_on(a.common.deadline(), svc.access_token())?,
+        None => a.common.deadline().block_on(svc.access_token())?,
     };
     a.common.print(&token, "access_token");
     Ok(())
 }
 
 pub(super) fn identity_token(a: &IdentityTokenArgs, env: &Env) -> Result<()> {
-    if a.audience.trim().is_empty() {
-        return Err(Error::invalid("--audience must not be empty"));
-    }
     let svc = a.common.service(env, |_| {})?;
     let token = match svc.cached_id_token(&a.audience, a.include_email)? {
         Some(t) => t,
-        None => flow::block_on(
-            a.common.deadline(),
-            svc.id_token(&a.audience, a.include_email),
-        )?,
+        None => a
+            .common
+            .deadline()
+            .block_on(svc.id_token(&a.audience, a.include_email))?,
     };
     a.common.print(&token, "id_token");
     Ok(())

@@ -12,44 +12,43 @@
 //! with a message that names the audience sent and the likely fix for the
 //! provider type; 429 and 5xx are transient [`ErrorCode::GoogleError`]s.
 
-use super::{ProviderType, quote};
-use crate::cache::CachedToken;
+use crate::deadline::Deadline;
 use crate::error::{Error, ErrorCode, Result};
 use crate::http;
 use crate::provider::Provider;
 use crate::secret::Secret;
+use crate::subject::ProviderType;
+use crate::text::quote;
+use crate::token::IssuedToken;
 use serde_json::Value;
-use std::time::Instant;
 
 /// RFC 8693 grant type.
-pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(crate) const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// The token type wif-helper asks for.
-pub const REQUESTED_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-/// `subject_token_type` of an OIDC JWT.
-pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub(crate) const REQUESTED_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// One token exchange.
 #[derive(Debug, Clone, Copy)]
-pub struct Exchange<'a> {
+pub(crate) struct Exchange<'a> {
     /// The STS endpoint, e.g. `https://sts.googleapis.com/v1/token`.
-    pub token_url: &'a str,
+    pub(crate) token_url: &'a str,
     /// The pool provider; its audience is sent.
-    pub provider: &'a Provider,
+    pub(crate) provider: &'a Provider,
     /// Selects `subject_token_type` and the hints in errors.
-    pub provider_type: ProviderType,
+    pub(crate) provider_type: ProviderType,
     /// The AWS subject token.
-    pub subject_token: &'a Secret,
+    pub(crate) subject_token: &'a Secret,
     /// The space-separated scope of the federated token.
-    pub scope: &'a str,
+    pub(crate) scope: &'a str,
 }
 
 /// Exchanges the subject token for a federated access token.
-pub async fn exchange(
+pub(crate) async fn exchange(
     client: &reqwest::Client,
     ex: &Exchange<'_>,
-    deadline: Instant,
+    deadline: Deadline,
     now: i64,
-) -> Result<CachedToken> {
+) -> Result<IssuedToken> {
     let audience = ex.provider.audience();
     let form = [
         ("grant_type", GRANT_TYPE),
@@ -71,13 +70,13 @@ pub async fn exchange(
 
 /// Turns an STS answer into a token valid from `now`, or into an error that
 /// names the fix.
-pub fn parse_response(
+pub(crate) fn parse_response(
     status: u16,
     body: &[u8],
     provider: &Provider,
     provider_type: ProviderType,
     now: i64,
-) -> Result<CachedToken> {
+) -> Result<IssuedToken> {
     let json: Option<Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&status) {
         return parse_success(json.as_ref(), now);
@@ -127,7 +126,7 @@ pub fn parse_response(
     ))
 }
 
-fn parse_success(json: Option<&Value>, now: i64) -> Result<CachedToken> {
+fn parse_success(json: Option<&Value>, now: i64) -> Result<IssuedToken> {
     let bad = |why: &str| {
         Error::new(
             ErrorCode::GoogleError,
@@ -149,7 +148,7 @@ fn parse_success(json: Option<&Value>, now: i64) -> Result<CachedToken> {
     if expires_in <= 0 {
         return Err(bad(&format!("with expires_in {expires_in}")));
     }
-    let token = CachedToken {
+    let token = IssuedToken {
         token: Secret::new(token),
         expires_at: now.saturating_add(expires_in),
         issued_at: now,
@@ -313,7 +312,7 @@ mod tests {
         RES.parse().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn parse(status: u16, body: &str, t: ProviderType) -> Result<CachedToken> {
+    fn parse(status: u16, body: &str, t: ProviderType) -> Result<IssuedToken> {
         parse_response(status, body.as_bytes(), &provider(), t, 1000)
     }
 
@@ -522,12 +521,12 @@ mod tests {
             provider: &p,
             provider_type: ProviderType::Aws,
             subject_token: &subject,
-            scope: crate::google::CLOUD_PLATFORM_SCOPE,
+            scope: crate::settings::CLOUD_PLATFORM_SCOPE,
         };
         let t = exchange(
             &client,
             &ex,
-            Instant::now() + std::time::Duration::from_secs(5),
+            Deadline::after(std::time::Duration::from_secs(5)),
             1000,
         )
         .await?;

@@ -5,7 +5,14 @@
 //! that linking was most of the test build time. One binary links once.
 //! Test names carry their module (`faults::aws_403_and_400_are_not_retried`);
 //! run one file's tests with `cargo test --test it faults::`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    // Tests read the process environment and the wall clock freely; the
+    // rule (clippy.toml) is for the library.
+    clippy::disallowed_methods
+)]
 
 mod common;
 

@@ -1,19 +1,21 @@
-//! Input generators for `tests/fuzz_parsers.rs`: hostile structured values,
+//! Input generators for `src/fuzz.rs`: hostile structured values,
 //! byte-level mutations of the committed corpus, and arbitrary bytes.
 
+use crate::cache::{Cache, CacheKey, Locked};
+use crate::clock::FixedClock;
+use crate::deadline::Deadline;
+use crate::token::IssuedToken;
 use base64::Engine as _;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use wif_helper::cache::{Cache, CacheKey, CachedToken, Locked};
-use wif_helper::clock::FixedClock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const NOW: i64 = 1_767_323_045;
-pub const RESOURCE: &str =
+pub(crate) const NOW: i64 = 1_767_323_045;
+pub(crate) const RESOURCE: &str =
     "projects/123456789012/locations/global/workloadIdentityPools/pool/providers/prov";
-pub const SERVICE_ACCOUNT: &str = "app@my-project.iam.gserviceaccount.com";
-pub const AWS_CODES: [&str; 14] = [
+pub(crate) const SERVICE_ACCOUNT: &str = "app@my-project.iam.gserviceaccount.com";
+pub(crate) const AWS_CODES: [&str; 14] = [
     "AccessDenied",
     "AccessDeniedException",
     "ExpiredToken",
@@ -31,7 +33,7 @@ pub const AWS_CODES: [&str; 14] = [
 ];
 
 /// `tests/corpus/<name>/<status>-<what>.json`, sorted: (status, bytes).
-pub fn corpus(name: &str) -> Vec<(u16, Vec<u8>)> {
+pub(crate) fn corpus(name: &str) -> Vec<(u16, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/corpus")
         .join(name);
@@ -55,11 +57,11 @@ fn corpus_bodies(name: &str) -> Vec<Vec<u8>> {
 }
 
 /// The `key` field the cache writes for `key` (its hash is private).
-pub fn key_hex(cache: &Cache, key: &CacheKey) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
+pub(crate) fn key_hex(cache: &Cache, key: &CacheKey) -> String {
+    let deadline = Deadline::after(Duration::from_secs(5));
     if let Ok(Locked::Held(lock)) = cache.lock(key, &FixedClock(NOW), deadline) {
-        lock.store(&CachedToken {
-            token: wif_helper::secret::Secret::new("template-token"),
+        lock.store(&IssuedToken {
+            token: crate::secret::Secret::new("template-token"),
             expires_at: NOW + 3600,
             issued_at: NOW,
         });
@@ -72,7 +74,7 @@ pub fn key_hex(cache: &Cache, key: &CacheKey) -> String {
 
 /// One byte-level edit; positions are taken modulo the input's length.
 #[derive(Debug, Clone)]
-pub enum Edit {
+pub(crate) enum Edit {
     Flip(usize, u8),
     Insert(usize, Vec<u8>),
     Delete(usize, usize),
@@ -127,7 +129,7 @@ fn edit() -> impl Strategy<Value = Edit> {
     ]
 }
 
-pub fn apply(mut b: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+pub(crate) fn apply(mut b: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
     for e in edits {
         let at = |i: usize, b: &Vec<u8>| i % (b.len() + 1);
         match e {
@@ -161,7 +163,7 @@ pub fn apply(mut b: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
 }
 
 /// One of `corpus`, with up to six random edits.
-pub fn mutated(corpus: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+pub(crate) fn mutated(corpus: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
     (
         prop::sample::select(corpus),
         prop::collection::vec(edit(), 0..6),
@@ -173,7 +175,7 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..400)
 }
 
-pub fn json_scalar() -> impl Strategy<Value = Value> {
+pub(crate) fn json_scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
@@ -185,7 +187,7 @@ pub fn json_scalar() -> impl Strategy<Value = Value> {
     ]
 }
 
-pub fn status() -> impl Strategy<Value = u16> {
+pub(crate) fn status() -> impl Strategy<Value = u16> {
     prop_oneof![
         prop::sample::select(vec![
             200u16, 201, 204, 299, 400, 401, 403, 404, 409, 418, 429, 500, 501, 502, 503, 504
@@ -236,7 +238,7 @@ fn google_error_object() -> impl Strategy<Value = Value> {
 }
 
 /// STS bodies, with the access token planted in structured ones.
-pub fn sts_body() -> impl Strategy<Value = (Vec<u8>, Option<String>)> {
+pub(crate) fn sts_body() -> impl Strategy<Value = (Vec<u8>, Option<String>)> {
     let token = prop_oneof![
         "ya29\\.PLANTED[A-Za-z0-9_-]{8,40}".prop_map(|t| (Value::from(t.clone()), Some(t))),
         json_scalar().prop_map(|v| (v, None)),
@@ -285,7 +287,7 @@ pub fn sts_body() -> impl Strategy<Value = (Vec<u8>, Option<String>)> {
 }
 
 /// RFC 3339 text for an instant, in any offset, with 0–9 fraction digits.
-pub fn rfc3339() -> impl Strategy<Value = (String, i64)> {
+pub(crate) fn rfc3339() -> impl Strategy<Value = (String, i64)> {
     (
         86_400i64..253_402_214_399,
         -1439i32..=1439,
@@ -324,7 +326,7 @@ pub fn rfc3339() -> impl Strategy<Value = (String, i64)> {
 }
 
 /// A JWT whose payload is an arbitrary JSON object (padded or not).
-pub fn jwt() -> impl Strategy<Value = (String, Map<String, Value>)> {
+pub(crate) fn jwt() -> impl Strategy<Value = (String, Map<String, Value>)> {
     let exp = prop_oneof![
         (NOW - 100..NOW + 100_000).prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
@@ -359,7 +361,7 @@ pub fn jwt() -> impl Strategy<Value = (String, Map<String, Value>)> {
         })
 }
 
-pub fn iam_body() -> impl Strategy<Value = Vec<u8>> {
+pub(crate) fn iam_body() -> impl Strategy<Value = Vec<u8>> {
     let access_token = prop_oneof!["[!-~]{1,60}".prop_map(Value::from), json_scalar()];
     let expire = prop_oneof![
         rfc3339().prop_map(|(s, _)| Value::from(s)),
@@ -389,7 +391,7 @@ pub fn iam_body() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-pub fn cache_entry_bytes(hex: &str) -> impl Strategy<Value = Vec<u8>> {
+pub(crate) fn cache_entry_bytes(hex: &str) -> impl Strategy<Value = Vec<u8>> {
     let time = || {
         prop_oneof![
             (NOW - 4_000..NOW + 700_000).prop_map(Value::from),
@@ -417,7 +419,7 @@ pub fn cache_entry_bytes(hex: &str) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![3 => structured, 3 => mutated(corpus), 1 => bytes()]
 }
 
-pub fn provider_text() -> impl Strategy<Value = String> {
+pub(crate) fn provider_text() -> impl Strategy<Value = String> {
     let id = || {
         prop_oneof![
             4 => "[a-z0-9-]{1,63}",
@@ -448,14 +450,14 @@ pub fn provider_text() -> impl Strategy<Value = String> {
 }
 
 #[derive(Debug, Clone)]
-pub struct SigV4Input {
+pub(crate) struct SigV4Input {
     pub credentials: aws_credential_types::Credentials,
     pub region: String,
     pub audience: String,
     pub time: SystemTime,
 }
 
-pub fn sigv4_input() -> impl Strategy<Value = SigV4Input> {
+pub(crate) fn sigv4_input() -> impl Strategy<Value = SigV4Input> {
     let audience = prop_oneof![
         any::<String>(),
         "[ -~]{0,200}",

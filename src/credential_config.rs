@@ -9,37 +9,32 @@
 //! spaces, Python with shlex, PHP and Ruby through a shell.
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::executable::JWT_TOKEN_TYPE;
+use crate::google::iam_credentials::Impersonation as IamTarget;
 use crate::provider::Provider;
+use crate::settings::{CONFIG_TIMEOUT_MILLIS_RANGE, validate};
+use crate::subject::JWT_TOKEN_TYPE;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// Google's defaults, overridable for other universes and for tests.
-pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
-/// The IAM Credentials API root.
-pub const DEFAULT_IAM_CREDENTIALS_URL: &str = "https://iamcredentials.googleapis.com";
-/// The bounds every library enforces on `timeout_millis`.
-pub const TIMEOUT_MILLIS_RANGE: std::ops::RangeInclusive<u32> = 5_000..=120_000;
-
-/// What to put in the file (validated).
+/// What to put in the file (checked by [`ConfigSpec::validate`]).
 #[derive(Debug, Clone)]
-pub struct ConfigSpec {
+pub(crate) struct ConfigSpec {
     /// The pool provider.
-    pub provider: Provider,
+    pub(crate) provider: Provider,
     /// The service account to impersonate, if any.
-    pub service_account: Option<String>,
+    pub(crate) service_account: Option<String>,
     /// `service_account_impersonation.token_lifetime_seconds`.
-    pub lifetime: Option<u32>,
+    pub(crate) lifetime: Option<u32>,
     /// STS token URL.
-    pub token_url: String,
+    pub(crate) token_url: String,
     /// IAM Credentials root URL.
-    pub iam_credentials_url: String,
+    pub(crate) iam_credentials_url: String,
     /// `credential_source.executable.timeout_millis`.
-    pub timeout_millis: u32,
+    pub(crate) timeout_millis: u32,
     /// `credential_source.executable.output_file`.
-    pub executable_output_file: PathBuf,
+    pub(crate) executable_output_file: PathBuf,
     /// The full command (see [`command_line`]).
-    pub command: String,
+    pub(crate) command: String,
 }
 
 #[derive(Serialize)]
@@ -76,22 +71,35 @@ struct ExecutableSource<'a> {
     output_file: String,
 }
 
-/// The URL that impersonates `email` under `iam_root`.
-pub fn impersonation_url(iam_root: &str, email: &str) -> String {
-    format!(
-        "{}/v1/projects/-/serviceAccounts/{email}:generateAccessToken",
-        iam_root.trim_end_matches('/')
-    )
+impl ConfigSpec {
+    /// Checks every field with the validators every command uses.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(l) = self.lifetime {
+            if self.service_account.is_none() {
+                return Err(Error::invalid(
+                    "--lifetime needs --service-account (it is the service-account token's lifetime)",
+                ));
+            }
+            validate::config_lifetime("--lifetime", l)?;
+        }
+        if let Some(sa) = &self.service_account {
+            validate::service_account("--service-account", sa)?;
+        }
+        validate::url("--token-url", &self.token_url)?;
+        validate::url("--iam-credentials-url", &self.iam_credentials_url)?;
+        if !CONFIG_TIMEOUT_MILLIS_RANGE.contains(&self.timeout_millis) {
+            return Err(Error::invalid(format!(
+                "--executable-timeout-millis {}: Google libraries accept 5000..=120000",
+                self.timeout_millis
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Renders the configuration as pretty JSON with a trailing newline.
-pub fn render(spec: &ConfigSpec) -> Result<String> {
-    if !TIMEOUT_MILLIS_RANGE.contains(&spec.timeout_millis) {
-        return Err(Error::invalid(format!(
-            "--executable-timeout-millis {}: Google libraries accept 5000..=120000",
-            spec.timeout_millis
-        )));
-    }
+pub(crate) fn render(spec: &ConfigSpec) -> Result<String> {
+    spec.validate()?;
     let token_info_url = spec
         .service_account
         .is_none()
@@ -102,10 +110,14 @@ pub fn render(spec: &ConfigSpec) -> Result<String> {
         audience: spec.provider.audience(),
         subject_token_type: JWT_TOKEN_TYPE,
         token_url: &spec.token_url,
-        service_account_impersonation_url: spec
-            .service_account
-            .as_deref()
-            .map(|sa| impersonation_url(&spec.iam_credentials_url, sa)),
+        service_account_impersonation_url: spec.service_account.as_deref().map(|sa| {
+            IamTarget {
+                iam_root: &spec.iam_credentials_url,
+                service_account: sa,
+                delegates: &[],
+            }
+            .endpoint("generateAccessToken")
+        }),
         service_account_impersonation: spec.lifetime.map(|s| Impersonation {
             token_lifetime_seconds: s,
         }),
@@ -126,7 +138,7 @@ pub fn render(spec: &ConfigSpec) -> Result<String> {
 
 /// Joins an absolute program path and arguments into a command every client
 /// library splits the same way, refusing anything it would split differently.
-pub fn command_line(program: &Path, args: &[String]) -> Result<String> {
+pub(crate) fn command_line(program: &Path, args: &[String]) -> Result<String> {
     let program_str = program.to_str().unwrap_or_default();
     if !program.is_absolute() || program_str.is_empty() {
         return Err(Error::invalid(format!(
@@ -169,6 +181,7 @@ fn is_portable(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{DEFAULT_IAM_CREDENTIALS_URL, DEFAULT_TOKEN_URL};
     use serde_json::Value;
 
     fn spec(sa: Option<&str>) -> ConfigSpec {

@@ -1,11 +1,13 @@
 //! `wif-helper generate-config`: writes the credential configuration.
 
 use super::{AwsArgs, Format, GoogleUrlArgs, JwtDurationArg, absolute};
+use crate::cache::CacheKey;
+use crate::credential_config::{self, ConfigSpec};
 use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
-use crate::generate_config::{self, ConfigSpec};
 use crate::output;
 use crate::provider::Provider;
+use crate::settings::validate;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -64,27 +66,8 @@ pub(super) struct GenerateConfigArgs {
 
 pub(super) fn run(a: &GenerateConfigArgs, env: &Env) -> Result<()> {
     let provider: Provider = a.provider.parse()?;
-    let duration = a.duration.get()?;
-    a.google.validate()?;
-    if let Some(sa) = &a.service_account
-        && (!sa.contains('@') || sa.contains(char::is_whitespace))
-    {
-        return Err(Error::invalid(format!(
-            "--service-account `{sa}`: expected an email such as app@my-project.iam.gserviceaccount.com"
-        )));
-    }
-    if let Some(l) = a.lifetime {
-        if a.service_account.is_none() {
-            return Err(Error::invalid(
-                "--lifetime needs --service-account (it is the service-account token's lifetime)",
-            ));
-        }
-        if !(600..=43_200).contains(&l) {
-            return Err(Error::invalid(format!(
-                "--lifetime {l}: Google accepts 600..=43200 seconds"
-            )));
-        }
-    }
+    let duration = a.duration.seconds;
+    validate::jwt_duration("--duration", duration)?;
     let aws = a.aws.settings()?;
     let cache_dir = match &a.cache_dir {
         Some(d) => Some(absolute(d)?),
@@ -99,21 +82,21 @@ pub(super) fn run(a: &GenerateConfigArgs, env: &Env) -> Result<()> {
                     Error::invalid("set --executable-output-file or --cache-dir (no HOME)")
                 })?,
             };
-            let key = crate::cache::CacheKey::new(
-                "executable",
-                [
-                    ("audience", provider.audience().as_str()),
-                    ("region", aws.region.as_deref().unwrap_or("")),
-                    ("profile", aws.profile.as_deref().unwrap_or("")),
-                    (
-                        "assume_role_arn",
-                        aws.assume_role_arn.as_deref().unwrap_or(""),
-                    ),
-                ],
-            );
+            let key = CacheKey::executable_output(&provider, &aws);
             dir.join(format!("{}.json", key.stem()))
         }
     };
+    let mut spec = ConfigSpec {
+        provider: provider.clone(),
+        service_account: a.service_account.clone(),
+        lifetime: a.lifetime,
+        token_url: a.google.token_url.clone(),
+        iam_credentials_url: a.google.iam_credentials_url.clone(),
+        timeout_millis: a.executable_timeout_millis,
+        executable_output_file: output_file.clone(),
+        command: String::new(),
+    };
+    spec.validate()?;
     let program = match &a.executable_path {
         Some(p) => p.clone(),
         None => std::env::current_exe()
@@ -142,17 +125,8 @@ pub(super) fn run(a: &GenerateConfigArgs, env: &Env) -> Result<()> {
         "--timeout-millis".into(),
         a.executable_timeout_millis.to_string(),
     ]);
-    let spec = ConfigSpec {
-        provider: provider.clone(),
-        service_account: a.service_account.clone(),
-        lifetime: a.lifetime,
-        token_url: a.google.token_url.clone(),
-        iam_credentials_url: a.google.iam_credentials_url.clone(),
-        timeout_millis: a.executable_timeout_millis,
-        executable_output_file: output_file,
-        command: generate_config::command_line(&program, &args)?,
-    };
-    let text = generate_config::render(&spec)?;
+    spec.command = credential_config::command_line(&program, &args)?;
+    let text = credential_config::render(&spec)?;
     let path = absolute(&a.output_file)?;
     let unchanged = match std::fs::read_to_string(&path) {
         Ok(existing) if existing == text => true,

@@ -13,15 +13,12 @@
 //! The same success JSON is written atomically to `output_file` when one is
 //! configured; failures are never written there.
 
-use crate::cache::{CachedToken, REFRESH_SLACK_SECS};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::subject::JWT_TOKEN_TYPE;
+use crate::token::IssuedToken;
 use serde::Serialize;
 use std::path::Path;
-
-/// The only subject token type wif-helper answers with; every library that
-/// runs executables accepts it.
-pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 #[derive(Serialize)]
 struct Success<'a> {
@@ -44,15 +41,12 @@ struct Failure<'a> {
 /// The `expiration_time` to announce for a token: its expiry less the same
 /// slack the cache uses, so a library stops reusing it when wif-helper would
 /// stop serving it.
-pub fn announced_expiry(token: &CachedToken) -> i64 {
-    let lifetime = token.expires_at.saturating_sub(token.issued_at);
-    token
-        .expires_at
-        .saturating_sub(REFRESH_SLACK_SECS.min(lifetime / 2))
+pub(crate) fn announced_expiry(token: &IssuedToken) -> i64 {
+    token.expires_at.saturating_sub(token.slack())
 }
 
 /// The success response for a JWT.
-pub fn success_json(token: &CachedToken) -> String {
+pub(crate) fn success_json(token: &IssuedToken) -> String {
     serde_json::to_string(&Success {
         version: 1,
         success: true,
@@ -64,12 +58,12 @@ pub fn success_json(token: &CachedToken) -> String {
 }
 
 /// The failure response for an error.
-pub fn failure_json(error: &Error) -> String {
+pub(crate) fn failure_json(error: &Error) -> String {
     failure_json_parts(error.code().as_str(), error.message())
 }
 
 /// The failure response from raw parts (used by the panic hook).
-pub fn failure_json_parts(code: &str, message: &str) -> String {
+pub(crate) fn failure_json_parts(code: &str, message: &str) -> String {
     serde_json::to_string(&Failure {
         version: 1,
         success: false,
@@ -82,7 +76,7 @@ pub fn failure_json_parts(code: &str, message: &str) -> String {
 
 /// Writes the success response to the `output_file` atomically, creating a
 /// missing parent directory with mode 0700.
-pub fn write_output_file(path: &Path, json: &str) -> Result<()> {
+pub(crate) fn write_output_file(path: &Path, json: &str) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
         && !parent.exists()
     {
@@ -105,7 +99,7 @@ mod tests {
 
     #[test]
     fn success_has_every_field_with_the_types_libraries_require() {
-        let t = CachedToken {
+        let t = IssuedToken {
             token: Secret::new("h.p.s"),
             expires_at: 5000,
             issued_at: 1400,
@@ -121,7 +115,7 @@ mod tests {
 
     #[test]
     fn short_tokens_announce_half_their_life() {
-        let t = CachedToken {
+        let t = IssuedToken {
             token: Secret::new("x"),
             expires_at: 1120,
             issued_at: 1000,

@@ -12,22 +12,28 @@
 //! N seconds: CI's fuzz smoke step runs it with N=60 (`scripts/test`).
 //! Failing seeds are saved under `proptest-regressions/` and replayed first;
 //! commit them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    clippy::disallowed_methods
+)]
 
-#[path = "fuzz/generators.rs"]
 mod generators;
 
+use crate::cache::{Cache, CacheKey};
+use crate::error::{Error, ErrorCode};
+use crate::google::iam_credentials::{self, Call, Impersonation};
+use crate::google::sts;
+use crate::provider::Provider;
+use crate::subject::{JWT_TOKEN_TYPE, ProviderType};
+use crate::token::IssuedToken;
+use crate::{aws, pluggable as executable, secret};
 use generators::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use wif_helper::cache::{Cache, CacheKey, CachedToken};
-use wif_helper::error::{Error, ErrorCode};
-use wif_helper::google::iam_credentials::{self, Call, Impersonation};
-use wif_helper::google::{ProviderType, sts};
-use wif_helper::provider::Provider;
-use wif_helper::{aws, executable, secret};
 
 const DEFAULT_CASES: u32 = 2_000;
 
@@ -124,10 +130,7 @@ fn google_sts_answers() {
                         e.code(),
                         ErrorCode::GoogleError | ErrorCode::GoogleInvalidGrant
                     ));
-                    prop_assert_eq!(
-                        e.is_transient(),
-                        wif_helper::http::is_retryable_status(status)
-                    );
+                    prop_assert_eq!(e.is_transient(), crate::http::is_retryable_status(status));
                     prop_assert!(no_control(e.message()), "{}", e.message());
                     if let Some(tok) = planted {
                         prop_assert!(!e.message().contains(&tok), "echoed the access token");
@@ -142,14 +145,18 @@ fn google_sts_answers() {
 #[test]
 fn iam_credentials_answers() {
     let p = provider();
+    // What the direct path reports: IAM's answer explained with the facts.
+    let facts = crate::hints::Facts {
+        provider: &p,
+        provider_type: ProviderType::Aws,
+        service_account: SERVICE_ACCOUNT,
+        subject: None,
+    };
     let delegates = Vec::new();
     let target = Impersonation {
         iam_root: "https://iamcredentials.googleapis.com",
         service_account: SERVICE_ACCOUNT,
         delegates: &delegates,
-        provider: &p,
-        provider_type: ProviderType::Aws,
-        subject: None,
     };
     let call = prop_oneof![
         (1u32..=43_200).prop_map(|lifetime| Call::AccessToken { lifetime }),
@@ -159,7 +166,9 @@ fn iam_credentials_answers() {
         "iam_credentials_answers",
         (call, status(), iam_body()),
         |(call, status, body)| {
-            match iam_credentials::parse_response(call, status, &body, &target, NOW) {
+            match iam_credentials::parse_response(call, status, &body, &target, NOW)
+                .map_err(|e| crate::hints::explain(e, &facts))
+            {
                 Ok(t) => {
                     prop_assert!((200..300).contains(&status));
                     prop_assert!(t.validate().is_ok() && t.expires_at > NOW && t.issued_at == NOW);
@@ -173,10 +182,7 @@ fn iam_credentials_answers() {
                 Err(e) => {
                     let m = e.message();
                     prop_assert!(no_control(m), "{m}");
-                    prop_assert_eq!(
-                        e.is_transient(),
-                        wif_helper::http::is_retryable_status(status)
-                    );
+                    prop_assert_eq!(e.is_transient(), crate::http::is_retryable_status(status));
                     match e.code() {
                         ErrorCode::GooglePermissionDenied => {
                             prop_assert_eq!(status, 403);
@@ -234,7 +240,7 @@ fn jwt_payloads() {
             .prop_map(|b| (String::from_utf8_lossy(&b).into_owned(), None)),
     ];
     fuzz("jwt_payloads", strategy, |(token, want)| {
-        let got = iam_credentials::jwt_claims(&token);
+        let got = crate::jwt::claims(&token);
         if let Some(claims) = &want {
             prop_assert_eq!(got.as_ref().ok(), Some(claims));
         }
@@ -244,7 +250,10 @@ fn jwt_payloads() {
                 let exp = iam_credentials::jwt_exp(&token).ok();
                 prop_assert_eq!(exp, map.get("exp").and_then(Value::as_i64));
             }
-            Err(e) => prop_assert_eq!(e.code(), ErrorCode::GoogleError),
+            Err(_) => prop_assert_eq!(
+                iam_credentials::jwt_exp(&token).err().map(|e| e.code()),
+                Some(ErrorCode::GoogleError)
+            ),
         }
         Ok(())
     });
@@ -311,10 +320,10 @@ fn executable_protocol_json_reads_back() {
                 None => (
                     executable::failure_json_parts(&code, &message),
                     serde_json::json!({"version":1,"success":false,
-                    "token_type":executable::JWT_TOKEN_TYPE,"code":code,"message":message}),
+                    "token_type":JWT_TOKEN_TYPE,"code":code,"message":message}),
                 ),
                 Some((t, issued_at, life)) => {
-                    let ct = CachedToken {
+                    let ct = IssuedToken {
                         token: secret::Secret::new(t.clone()),
                         issued_at,
                         expires_at: issued_at + life,
@@ -324,7 +333,7 @@ fn executable_protocol_json_reads_back() {
                     (
                         executable::success_json(&ct),
                         serde_json::json!({"version":1,"success":true,
-                        "token_type":executable::JWT_TOKEN_TYPE,"id_token":t,"expiration_time":exp}),
+                        "token_type":JWT_TOKEN_TYPE,"id_token":t,"expiration_time":exp}),
                     )
                 }
             };
@@ -388,7 +397,7 @@ fn sigv4_subject_tokens_for_any_audience() {
                 time,
             } = input;
             let got = aws::caller_identity::subject_token(&credentials, &region, &audience, time);
-            let valid_region = aws::caller_identity::validate_region(&region).is_ok();
+            let valid_region = crate::settings::validate::region("--region", &region).is_ok();
             let valid_audience =
                 !audience.is_empty() && audience.bytes().all(|b| (0x20..0x7f).contains(&b));
             match got {
@@ -454,9 +463,6 @@ fn the_committed_corpus_gives_the_expected_answers() {
         iam_root: "https://iamcredentials.googleapis.com",
         service_account: SERVICE_ACCOUNT,
         delegates: &delegates,
-        provider: &p,
-        provider_type: ProviderType::Aws,
-        subject: None,
     };
     for (status, body) in corpus("iam_credentials") {
         let call = if body.starts_with(b"{\"token\"") {

@@ -1,0 +1,97 @@
+//! The token every upstream returns: a secret with its issue and expiry
+//! times, in Unix seconds UTC.
+//!
+//! AWS `GetWebIdentityToken`, Google STS and IAM Credentials all answer with
+//! an [`IssuedToken`]; the cache stores it, the executable protocol and the
+//! public [`crate::service::Token`] are made from it. Freshness (the 300 s
+//! refresh slack) and plausibility checks live here, once.
+
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+
+/// Refresh this long before expiry (the product's promise: 300 s).
+pub(crate) const REFRESH_SLACK_SECS: i64 = 300;
+/// No token wif-helper handles lives longer (Google's longest is 12 h); a
+/// longer claimed lifetime means a broken clock or a forged answer.
+pub(crate) const MAX_TOKEN_LIFETIME_SECS: i64 = 7 * 24 * 3600;
+/// 9999-12-31T23:59:59Z: the last instant every expiry must be before.
+const MAX_UNIX_SECS: i64 = 253_402_300_799;
+
+/// A token with its wall-clock issue and expiry times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IssuedToken {
+    /// The token.
+    pub(crate) token: Secret,
+    /// When it stops working, Unix seconds UTC.
+    pub(crate) expires_at: i64,
+    /// When it was obtained, Unix seconds UTC.
+    pub(crate) issued_at: i64,
+}
+
+impl IssuedToken {
+    /// The refresh slack of this token: [`REFRESH_SLACK_SECS`], or half the
+    /// lifetime of a token shorter-lived than twice that.
+    pub(crate) fn slack(&self) -> i64 {
+        let lifetime = self.expires_at.saturating_sub(self.issued_at);
+        REFRESH_SLACK_SECS.min(lifetime / 2)
+    }
+
+    /// Whether the token can still be served at `now`: more than its
+    /// [`slack`](Self::slack) left.
+    pub(crate) fn is_fresh(&self, now: i64) -> bool {
+        self.expires_at.saturating_sub(now) > self.slack()
+    }
+
+    /// Checks what every token wif-helper stores or prints must be: one
+    /// non-empty run of printable ASCII without spaces (so it fits on one
+    /// line, in an HTTP header and in JSON unescaped), issued before it
+    /// expires, living at most [`MAX_TOKEN_LIFETIME_SECS`], expiring before
+    /// the year 10000. The error says what is wrong, never the token.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let t = self.token.expose();
+        if t.is_empty() {
+            return Err("the token is empty".into());
+        }
+        if !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token has spaces, control or non-ASCII characters".into());
+        }
+        if !(0..=MAX_UNIX_SECS).contains(&self.issued_at)
+            || !(0..=MAX_UNIX_SECS).contains(&self.expires_at)
+        {
+            return Err(format!(
+                "the expiry ({}) or issue time ({}) is not a plausible Unix time",
+                self.expires_at, self.issued_at
+            ));
+        }
+        if self.expires_at.saturating_sub(self.issued_at) > MAX_TOKEN_LIFETIME_SECS {
+            return Err(format!(
+                "the token claims to live {} s, more than {MAX_TOKEN_LIFETIME_SECS} s; check the system clock",
+                self.expires_at.saturating_sub(self.issued_at)
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(now: i64, life: i64) -> IssuedToken {
+        IssuedToken {
+            token: Secret::new(format!("tok-{now}")),
+            expires_at: now + life,
+            issued_at: now,
+        }
+    }
+
+    #[test]
+    fn freshness_uses_the_300s_slack_or_half_a_short_lifetime() {
+        let t = token(1000, 3600);
+        assert!(t.is_fresh(1000 + 3600 - 301));
+        assert!(!t.is_fresh(1000 + 3600 - 300));
+        let short = token(1000, 120);
+        assert!(short.is_fresh(1059));
+        assert!(!short.is_fresh(1060));
+    }
+}
