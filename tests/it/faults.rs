@@ -185,6 +185,52 @@ fn aws_one_stalled_attempt_is_abandoned_and_retried_inside_the_deadline() {
     assert_eq!(w.emu.count(WEB_IDENTITY), 2);
 }
 
+/// The direct path bounds its AWS calls with the AWS attempt policy (60 % of
+/// what is left, at least 1 s), not the Google one (at least 5 s), so under
+/// a 5 s budget a stalled first AWS STS attempt is cut and retried in time.
+#[test]
+fn direct_path_one_stalled_aws_sts_attempt_is_abandoned_and_retried_inside_the_deadline() {
+    let id_args = ["--audience", "https://a.run.app"];
+    for (command, extra) in [
+        ("print-access-token", &[][..]),
+        ("print-identity-token", &id_args[..]),
+    ] {
+        // OIDC provider: the stalled call is GetWebIdentityToken.
+        // AWS provider with --assume-role-arn: the stalled call is AssumeRole.
+        let assume = ["--assume-role-arn", ASSUMED_ROLE];
+        for (operation, provider_type, more) in [
+            (WEB_IDENTITY, "oidc", &[][..]),
+            ("sts:AssumeRole", "aws", &assume[..]),
+        ] {
+            let w = World::new();
+            w.emu.inject_fault(fault(operation, 1, 0, "", 4_000));
+            let provider = match provider_type {
+                "oidc" => w.oidc_provider(),
+                _ => w.aws_provider(),
+            };
+            let mut args: Vec<String> = vec![command.into()];
+            args.extend(w.direct_flags(&provider, &w.emu.service_account()));
+            for a in ["--provider-type", provider_type, "--timeout-millis", "5000"]
+                .iter()
+                .chain(extra)
+                .chain(more)
+            {
+                args.push((*a).to_owned());
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let started = Instant::now();
+            let run = w.run(&refs);
+            let took = started.elapsed();
+            assert_eq!(run.status, 0, "{command} {operation}: {}", run.stderr);
+            assert!(
+                took < Duration::from_millis(5_000),
+                "{command} {operation} took {took:?}"
+            );
+            assert_eq!(w.emu.count(operation), 2, "{command} {operation}");
+        }
+    }
+}
+
 #[test]
 fn aws_connection_refused_is_a_network_error() {
     for mode in [Mode::Executable, Mode::Print] {
