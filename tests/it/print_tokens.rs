@@ -82,6 +82,31 @@ fn identity_token_has_the_audience_and_email() {
     assert_eq!(w.emu.count("google:generateIdToken"), 2);
 }
 
+/// `print-access-token --provider-type oidc` against the emulator.
+fn print_oidc(w: &World) -> Run {
+    let mut args: Vec<String> = vec!["print-access-token".into()];
+    args.extend(w.direct_flags(&w.oidc_provider(), &w.emu.service_account()));
+    args.extend(["--provider-type".into(), "oidc".into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    w.run(&refs)
+}
+
+/// The OIDC direct path takes its subject token from the executable path's
+/// `jwt` cache entry: one GetWebIdentityToken serves both, either way round.
+#[test]
+fn the_oidc_direct_path_and_the_executable_path_share_one_aws_issued_jwt() {
+    let w = World::new();
+    w.executable(&[]).success();
+    ok_token(&print_oidc(&w));
+    assert_eq!(w.emu.count("sts:GetWebIdentityToken"), 1);
+    assert_eq!(w.emu.count("google:sts.token"), 1);
+
+    let w = World::new();
+    ok_token(&print_oidc(&w));
+    w.executable(&[]).success();
+    assert_eq!(w.emu.count("sts:GetWebIdentityToken"), 1);
+}
+
 #[test]
 fn oidc_provider_type_uses_the_aws_issued_jwt() {
     let w = World::new();
