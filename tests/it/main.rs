@@ -21,6 +21,7 @@ mod client_libraries;
 mod executable;
 mod faults;
 mod generate_config;
+mod hardening;
 mod layout;
 mod print_tokens;
 mod proxies;
