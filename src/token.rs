@@ -14,6 +14,11 @@ pub(crate) const REFRESH_SLACK_SECS: i64 = 300;
 /// No token wif-helper handles lives longer (Google's longest is 12 h); a
 /// longer claimed lifetime means a broken clock or a forged answer.
 pub(crate) const MAX_TOKEN_LIFETIME_SECS: i64 = 7 * 24 * 3600;
+/// How far in the future an entry's issue time may be (clock adjustments,
+/// another host's clock on a shared volume) before it is not believed.
+pub(crate) const MAX_CLOCK_SKEW_SECS: i64 = 60;
+/// Google's ID tokens live one hour.
+pub(crate) const ID_TOKEN_LIFETIME_SECS: i64 = 3600;
 /// 9999-12-31T23:59:59Z: the last instant every expiry must be before.
 const MAX_UNIX_SECS: i64 = 253_402_300_799;
 
@@ -36,10 +41,23 @@ impl IssuedToken {
         REFRESH_SLACK_SECS.min(lifetime / 2)
     }
 
-    /// Whether the token can still be served at `now`: more than its
+    /// Whether the token can still be served at `now`: issued no later than
+    /// [`MAX_CLOCK_SKEW_SECS`] from now (an entry from the future means a
+    /// clock that was wrong, or a forgery), and more than its
     /// [`slack`](Self::slack) left.
     pub(crate) fn is_fresh(&self, now: i64) -> bool {
-        self.expires_at.saturating_sub(now) > self.slack()
+        self.issued_at <= now.saturating_add(MAX_CLOCK_SKEW_SECS)
+            && self.expires_at.saturating_sub(now) > self.slack()
+    }
+
+    /// The token with its expiry no later than `max_lifetime` seconds after
+    /// it was issued: what was asked for bounds what an upstream's absolute
+    /// expiry time can claim, whatever its clock says.
+    pub(crate) fn capped(mut self, max_lifetime: i64) -> Self {
+        self.expires_at = self
+            .expires_at
+            .min(self.issued_at.saturating_add(max_lifetime));
+        self
     }
 
     /// Checks what every token wif-helper stores or prints must be: one
@@ -93,5 +111,19 @@ mod tests {
         let short = token(1000, 120);
         assert!(short.is_fresh(1059));
         assert!(!short.is_fresh(1060));
+    }
+
+    #[test]
+    fn an_entry_issued_in_the_future_is_not_fresh() {
+        let t = token(1000 + 86_400, 6 * 86_400);
+        assert!(!t.is_fresh(1000));
+        assert!(token(1000 + MAX_CLOCK_SKEW_SECS, 3600).is_fresh(1000));
+        assert!(!token(1001 + MAX_CLOCK_SKEW_SECS, 3600).is_fresh(1000));
+    }
+
+    #[test]
+    fn capping_never_extends_and_bounds_the_lifetime() {
+        assert_eq!(token(1000, 6 * 86_400).capped(3600).expires_at, 4600);
+        assert_eq!(token(1000, 600).capped(3600).expires_at, 1600);
     }
 }

@@ -81,7 +81,8 @@ pub(crate) async fn get_web_identity_token(
             ),
         ));
     }
-    Ok(token)
+    // Never believe AWS's absolute expiry beyond the duration asked for.
+    Ok(token.capped(duration))
 }
 
 type StsError = SdkError<GetWebIdentityTokenError, HttpResponse>;

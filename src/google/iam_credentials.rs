@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::http;
 use crate::secret::Secret;
 use crate::text::quote;
-use crate::token::IssuedToken;
+use crate::token::{ID_TOKEN_LIFETIME_SECS, IssuedToken};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -213,7 +213,13 @@ pub(crate) fn parse_response(
             issued_at: now,
         };
         token.validate().map_err(bad)?;
-        return Ok(token);
+        // An absolute expiry is only as good as the clocks behind it: never
+        // believe more than was asked for (ID tokens live an hour).
+        let asked = match call {
+            Call::AccessToken { lifetime } => i64::from(lifetime),
+            Call::IdToken => ID_TOKEN_LIFETIME_SECS,
+        };
+        return Ok(token.capped(asked));
     }
     Err(error_for(call, status, json.as_ref(), target))
 }
