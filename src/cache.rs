@@ -158,7 +158,7 @@ impl Cache {
         })??;
         match locked {
             Locked::Fresh(t) => Ok((t, Source::Cache)),
-            Locked::Held(lock) => {
+            Locked::Held(lock) | Locked::Bypassed(lock) => {
                 let token = fetch().await?;
                 lock.store(&token);
                 Ok((token, Source::Upstream))
@@ -168,8 +168,11 @@ impl Cache {
 
     /// The fresh entry for `key`, or the key's exclusive lock when it must be
     /// refreshed. Blocks (polling, so a fresh entry written meanwhile is seen
-    /// at once) until one of the two, or fails with [`ErrorCode::Timeout`] at
-    /// `deadline`.
+    /// at once) until one of the two. A holder that makes no progress (stopped,
+    /// or stuck on a dead upstream) for half of what was left of `deadline`
+    /// is given up on: the answer is then [`Locked::Bypassed`], the right to
+    /// refresh without the lock, so the waiter still finishes inside its
+    /// deadline.
     pub(crate) fn lock(
         &self,
         key: &CacheKey,
@@ -180,6 +183,8 @@ impl Cache {
             return Ok(Locked::Fresh(t));
         }
         let file = fsutil::open_lock_file(&self.dir.join(format!("{}.lock", key.stem())))?;
+        let started = Instant::now();
+        let patience = deadline.left() / 2;
         let mut pause = Duration::from_millis(2);
         loop {
             match file.try_lock() {
@@ -196,6 +201,19 @@ impl Cache {
             if let Some(t) = self.get_fresh(key, clock.now_unix())? {
                 return Ok(Locked::Fresh(t));
             }
+            if started.elapsed() >= patience {
+                tracing::warn!(
+                    entry = %key.stem(),
+                    waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "the process refreshing this entry made no progress; refreshing without it"
+                );
+                return Ok(Locked::Bypassed(CacheLock {
+                    file: None,
+                    dir: self.dir.clone(),
+                    path: self.entry_path(key),
+                    key_hex: key.hex.clone(),
+                }));
+            }
             let now = Instant::now();
             if now >= deadline.instant() {
                 return Err(Error::new(
@@ -211,7 +229,8 @@ impl Cache {
             return Ok(Locked::Fresh(t));
         }
         Ok(Locked::Held(CacheLock {
-            _file: file,
+            file: Some(file),
+            dir: self.dir.clone(),
             path: self.entry_path(key),
             key_hex: key.hex.clone(),
         }))
@@ -226,13 +245,19 @@ pub(crate) enum Locked {
     /// The exclusive right to refresh the entry; store the result with
     /// [`CacheLock::store`] or drop it to give up.
     Held(CacheLock),
+    /// The holder of the lock made no progress: refresh without the lock.
+    /// The entry is still replaced atomically, so readers see one whole
+    /// token or the other.
+    Bypassed(CacheLock),
 }
 
-/// An exclusive lock on one cache entry, released on drop (and by the kernel
-/// if the process dies).
+/// The right to write one cache entry: normally its exclusive lock,
+/// released on drop (and by the kernel if the process dies).
 #[derive(Debug)]
 pub(crate) struct CacheLock {
-    _file: std::fs::File,
+    /// `None` when the lock was bypassed.
+    file: Option<std::fs::File>,
+    dir: PathBuf,
     path: PathBuf,
     key_hex: String,
 }
@@ -240,11 +265,15 @@ pub(crate) struct CacheLock {
 impl CacheLock {
     /// Writes the refreshed token atomically and releases the lock. A write
     /// failure is logged, not returned: the caller's token is good, and a
-    /// cache that cannot be written only costs a later refresh. Temporary
-    /// files a killed writer of this entry left behind are removed first:
-    /// every writer of an entry holds its lock, so none of them is live.
+    /// cache that cannot be written only costs a later refresh. Under the
+    /// lock, temporary files a killed writer of this entry left behind are
+    /// removed first (every writer that holds the lock is this one), and the
+    /// directory is swept of entries long expired ([`sweep`]).
     pub(crate) fn store(self, token: &IssuedToken) {
-        fsutil::remove_leftover_temps(&self.path);
+        if self.file.is_some() {
+            fsutil::remove_leftover_temps(&self.path);
+            sweep(&self.dir, token.issued_at);
+        }
         let entry = Entry {
             schema: SCHEMA,
             key: self.key_hex.clone(),
@@ -258,6 +287,81 @@ impl CacheLock {
             }
             Err(e) => tracing::warn!(error = %e, "could not encode cache entry"),
         }
+    }
+}
+
+/// Entries (and their locks) this long past their expiry, and temporary
+/// files this old, are removed by the next refresh.
+const SWEEP_AFTER_SECS: i64 = 24 * 3600;
+
+/// Removes what nobody will use again from `dir` at `now`: entries that
+/// expired more than [`SWEEP_AFTER_SECS`] ago (or unreadable ones that old)
+/// with their lock files, lock files that old without an entry, and
+/// temporary files that old. A lock file is removed only while this process
+/// holds it, so no refresher in progress loses its lock. Failures are
+/// ignored: sweeping is housekeeping.
+fn sweep(dir: &Path, now: i64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let cutoff = now.saturating_sub(SWEEP_AFTER_SECS);
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .unwrap_or(now);
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            if mtime < cutoff {
+                let _ = std::fs::remove_file(e.path());
+            }
+        } else if let Some(stem) = name.strip_suffix(".json").filter(|s| is_stem(s)) {
+            let expires_at = std::fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+                .map_or(mtime, |entry| entry.token.expires_at);
+            if expires_at < cutoff {
+                remove_with_lock(dir, stem, Some(&e.path()));
+            }
+        } else if let Some(stem) = name.strip_suffix(".lock").filter(|s| is_stem(s)) {
+            if mtime < cutoff && !dir.join(format!("{stem}.json")).exists() {
+                remove_with_lock(dir, stem, None);
+            }
+        }
+    }
+}
+
+/// `kind-<40 hex>`: a name this cache made.
+fn is_stem(stem: &str) -> bool {
+    stem.rsplit_once('-').is_some_and(|(kind, hex)| {
+        !kind.is_empty()
+            && kind.bytes().all(|b| b.is_ascii_lowercase())
+            && hex.len() == 40
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// Removes `stem`'s entry (if given) and lock file, holding the lock while
+/// doing so; a lock someone holds is left alone, and so is its entry.
+fn remove_with_lock(dir: &Path, stem: &str, entry: Option<&Path>) {
+    let lock_path = dir.join(format!("{stem}.lock"));
+    match fsutil::open_lock_file(&lock_path) {
+        Ok(lock) if lock.try_lock().is_ok() => {
+            if let Some(entry) = entry {
+                let _ = std::fs::remove_file(entry);
+            }
+            let _ = std::fs::remove_file(&lock_path);
+        }
+        _ => {}
     }
 }
 

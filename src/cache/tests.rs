@@ -189,13 +189,73 @@ fn concurrent_threads_refresh_once() -> Result<()> {
 }
 
 #[test]
-fn waiter_gives_up_at_its_deadline() -> Result<()> {
+fn a_waiter_never_waits_past_its_deadline() -> Result<()> {
     let (_d, cache) = tmp();
     let key = CacheKey::new("jwt", [("aud", "x")]);
     let lock = fsutil::open_lock_file(&cache.dir.join(format!("{}.lock", key.stem())))?;
     lock.lock().map_err(|e| Error::invalid(e.to_string()))?;
     let deadline = Deadline::after(Duration::from_millis(100));
-    let err = cache.get_or_refresh(&key, &FixedClock(1000), deadline, || Ok(token(1000, 3600)));
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock(1000));
+    // The holder is stuck, and so is the waiter's own refresh.
+    let err = deadline.block_on(cache.get_or_fetch(&key, &clock, deadline, || {
+        std::future::pending::<Result<IssuedToken>>()
+    }));
     assert_eq!(err.err().map(|e| e.code()), Some(ErrorCode::Timeout));
+    assert!(deadline.left().is_zero());
+    Ok(())
+}
+
+#[test]
+fn a_holder_that_makes_no_progress_is_bypassed_after_half_the_deadline() -> Result<()> {
+    let (_d, cache) = tmp();
+    let key = CacheKey::new("jwt", [("aud", "x")]);
+    let lock = fsutil::open_lock_file(&cache.dir.join(format!("{}.lock", key.stem())))?;
+    lock.lock().map_err(|e| Error::invalid(e.to_string()))?;
+    let started = std::time::Instant::now();
+    let deadline = Deadline::after(Duration::from_millis(400));
+    let (t, s) =
+        cache.get_or_refresh(&key, &FixedClock(1000), deadline, || Ok(token(1000, 3600)))?;
+    let waited = started.elapsed();
+    assert_eq!(s, Source::Upstream);
+    assert!(waited >= Duration::from_millis(150), "{waited:?}");
+    assert!(waited < Duration::from_millis(400), "{waited:?}");
+    // Stored for everyone else, although the lock was never taken.
+    assert_eq!(cache.get_fresh(&key, 1500)?, Some(t));
+    Ok(())
+}
+
+#[test]
+fn a_refresh_sweeps_entries_long_expired_and_keeps_the_rest() -> Result<()> {
+    let (_d, cache) = tmp();
+    let now = 10_000_000;
+    let old = CacheKey::new("jwt", [("aud", "old")]);
+    let recent = CacheKey::new("jwt", [("aud", "recent")]);
+    let busy = CacheKey::new("jwt", [("aud", "busy")]);
+    for (k, issued) in [
+        (&old, now - 2 * 86_400),
+        (&recent, now - 3_600),
+        (&busy, now - 2 * 86_400),
+    ] {
+        cache.get_or_refresh(k, &FixedClock(issued), later(), || Ok(token(issued, 3600)))?;
+    }
+    // Someone is refreshing `busy` right now: its lock is held.
+    let held = fsutil::open_lock_file(&cache.dir.join(format!("{}.lock", busy.stem())))?;
+    held.lock().map_err(|e| Error::invalid(e.to_string()))?;
+    let unrelated = cache.dir.join("notes.txt");
+    std::fs::write(&unrelated, b"keep").map_err(|e| Error::invalid(e.to_string()))?;
+    let fresh = CacheKey::new("jwt", [("aud", "now")]);
+    cache.get_or_refresh(&fresh, &FixedClock(now), later(), || Ok(token(now, 3600)))?;
+    let exists = |k: &CacheKey, ext: &str| cache.dir.join(format!("{}.{ext}", k.stem())).exists();
+    assert!(
+        !exists(&old, "json") && !exists(&old, "lock"),
+        "old entry kept"
+    );
+    assert!(exists(&recent, "json") && exists(&recent, "lock"));
+    assert!(
+        exists(&busy, "json") && exists(&busy, "lock"),
+        "a held lock was removed"
+    );
+    assert!(exists(&fresh, "json"));
+    assert!(unrelated.exists());
     Ok(())
 }
