@@ -165,7 +165,7 @@ pub(crate) fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match &cli.command {
-        Command::GenerateConfig(a) => generate_config::run(a, &env),
+        Command::GenerateConfig(a) => generate_config::run(a),
         Command::PrintAccessToken(a) => print::access_token(a, &env),
         Command::PrintIdentityToken(a) => print::identity_token(a, &env),
         Command::Executable(_) => return executable::main_executable(&argv, &env),

@@ -31,8 +31,10 @@ pub(crate) struct ConfigSpec {
     pub(crate) iam_credentials_url: String,
     /// `credential_source.executable.timeout_millis`.
     pub(crate) timeout_millis: u32,
-    /// `credential_source.executable.output_file`.
-    pub(crate) executable_output_file: PathBuf,
+    /// `credential_source.executable.output_file`, when asked for (see
+    /// `docs/executable-protocol.md`: by default there is none, because a
+    /// library reads it before running wif-helper, whoever it runs as).
+    pub(crate) executable_output_file: Option<PathBuf>,
     /// The full command (see [`command_line`]).
     pub(crate) command: String,
 }
@@ -68,7 +70,8 @@ struct CredentialSource<'a> {
 struct ExecutableSource<'a> {
     command: &'a str,
     timeout_millis: u32,
-    output_file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_file: Option<String>,
 }
 
 impl ConfigSpec {
@@ -126,7 +129,10 @@ pub(crate) fn render(spec: &ConfigSpec) -> Result<String> {
             executable: ExecutableSource {
                 command: &spec.command,
                 timeout_millis: spec.timeout_millis,
-                output_file: spec.executable_output_file.display().to_string(),
+                output_file: spec
+                    .executable_output_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
             },
         },
     };
@@ -194,7 +200,7 @@ mod tests {
             token_url: DEFAULT_TOKEN_URL.into(),
             iam_credentials_url: DEFAULT_IAM_CREDENTIALS_URL.into(),
             timeout_millis: 30_000,
-            executable_output_file: PathBuf::from("/c/out.json"),
+            executable_output_file: sa.map(|_| PathBuf::from("/c/out.json")),
             command: "/usr/bin/wif-helper executable".into(),
         }
     }
@@ -240,6 +246,11 @@ mod tests {
             "https://sts.googleapis.com/v1/introspect"
         );
         assert!(v.get("service_account_impersonation_url").is_none());
+        assert!(
+            v["credential_source"]["executable"]
+                .get("output_file")
+                .is_none()
+        );
     }
 
     #[test]

@@ -114,7 +114,6 @@ impl Token {
 pub struct TokenService {
     settings: Arc<ServiceSettings>,
     env: Arc<Env>,
-    identity: Arc<AwsIdentity>,
     cache: Option<Cache>,
     clock: Arc<dyn Clock>,
     /// One HTTP client for Google, built on the first miss (a hit never sets up TLS).
@@ -149,11 +148,9 @@ impl TokenService {
         crate::secret::remember_env(&env);
         settings.validate()?;
         let cache = settings.cache.open(&env)?;
-        let identity = AwsIdentity::new(&settings.aws, &env);
         Ok(Self {
             settings: Arc::new(settings),
             env: Arc::new(env),
-            identity: Arc::new(identity),
             cache,
             clock: Arc::new(SystemClock),
             client: Arc::new(OnceLock::new()),
@@ -212,18 +209,25 @@ impl TokenService {
         }
     }
 
+    /// What decides the AWS identity now: read on every call, because a
+    /// profile or a token file can change under a long-lived service.
+    fn identity(&self) -> AwsIdentity {
+        AwsIdentity::new(&self.settings.aws, &self.env)
+    }
+
     fn key(&self, want: Want<'_>) -> CacheKey {
+        let identity = self.identity();
         match want {
-            Want::Access => CacheKey::access(&self.identity, &self.settings),
+            Want::Access => CacheKey::access(&identity, &self.settings),
             Want::Id {
                 audience,
                 include_email,
-            } => CacheKey::id(&self.identity, &self.settings, audience, include_email),
+            } => CacheKey::id(&identity, &self.settings, audience, include_email),
         }
     }
 
     fn sts_key(&self) -> CacheKey {
-        CacheKey::sts(&self.identity, &self.settings)
+        CacheKey::sts(&self.identity(), &self.settings)
     }
 
     async fn get(&self, want: Want<'_>) -> Result<Token> {
@@ -300,16 +304,17 @@ impl TokenService {
     ) -> Result<(IssuedToken, Source)> {
         let s = &self.settings;
         let audience = s.provider.audience();
+        let identity = self.identity();
         let jwt = JwtRequest {
             audience: &audience,
             duration: s.jwt_duration,
-            identity: &self.identity,
+            identity: &identity,
             cache: self.cache.as_ref(),
         };
         let made = std::sync::Mutex::new(None);
         let result = cache::through(
             self.cache.as_ref(),
-            &self.sts_key(),
+            &CacheKey::sts(&identity, s),
             &self.clock,
             deadline,
             || async {

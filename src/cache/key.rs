@@ -9,7 +9,6 @@
 
 use crate::aws::AwsSettings;
 use crate::env::Env;
-use crate::provider::Provider;
 use crate::settings::ServiceSettings;
 use crate::subject::ProviderType;
 use sha2::{Digest, Sha256};
@@ -107,23 +106,6 @@ impl CacheKey {
         ));
         Self::new("id", f)
     }
-
-    /// The name of a generated config's default `output_file`.
-    pub(crate) fn executable_output(provider: &Provider, aws: &AwsSettings) -> Self {
-        let audience = provider.audience();
-        Self::new(
-            "executable",
-            [
-                ("audience", audience.as_str()),
-                ("region", aws.region.as_deref().unwrap_or("")),
-                ("profile", aws.profile.as_deref().unwrap_or("")),
-                (
-                    "assume_role_arn",
-                    aws.assume_role_arn.as_deref().unwrap_or(""),
-                ),
-            ],
-        )
-    }
 }
 
 fn delegates(s: &ServiceSettings) -> String {
@@ -187,11 +169,30 @@ const IDENTITY_VARS: &[&str] = &[
     "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_STS",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 ];
 
+/// Secrets that can change the identity behind an unchanged key ID or
+/// endpoint: only their digests go into keys.
+const IDENTITY_SECRETS: &[&str] = &[
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
+
+/// Larger files are not AWS configuration; their size stands for them.
+const MAX_HASHED_FILE: u64 = 1024 * 1024;
+
 /// What decides the AWS identity, as far as it is known without a network
-/// call: the explicit AWS settings and the environment that steers the
-/// default chain (the same [`Env`] the chain is loaded from).
+/// call: the explicit AWS settings; the environment that steers the default
+/// chain (the same [`Env`] the chain is loaded from), secrets as digests;
+/// the content of the AWS config and credentials files (profiles, roles,
+/// SSO settings, `credential_process` commands, static keys); the content
+/// of the container authorization token file; and the identity (device,
+/// inode, size, modification time) of the web identity token file, which
+/// rotates. What a credential source decides at run time (the EC2 instance
+/// role, what a `credential_process` command prints) cannot be known without
+/// asking it: `docs/security.md` says so.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct AwsIdentity {
     values: Vec<(&'static str, String)>,
@@ -216,11 +217,87 @@ impl AwsIdentity {
         values.push(("profile", opt(&aws.profile)));
         values.push(("assume_role_arn", opt(&aws.assume_role_arn)));
         values.push(("home", env.get("HOME").unwrap_or("").to_owned()));
+        for name in IDENTITY_SECRETS {
+            values.push((name, env.get(name).map(digest).unwrap_or_default()));
+        }
+        let home_file = |rel: &str| {
+            env.get("HOME")
+                .map(|h| std::path::Path::new(h).join(".aws").join(rel))
+        };
+        let config = env
+            .get("AWS_CONFIG_FILE")
+            .map(std::path::PathBuf::from)
+            .or_else(|| home_file("config"));
+        let credentials = env
+            .get("AWS_SHARED_CREDENTIALS_FILE")
+            .map(std::path::PathBuf::from)
+            .or_else(|| home_file("credentials"));
+        values.push(("config_file", content_digest(config.as_deref())));
+        values.push(("credentials_file", content_digest(credentials.as_deref())));
+        values.push((
+            "container_token_file",
+            content_digest(
+                env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+                    .map(std::path::Path::new),
+            ),
+        ));
+        values.push((
+            "web_identity_token_file",
+            file_identity(
+                env.get("AWS_WEB_IDENTITY_TOKEN_FILE")
+                    .map(std::path::Path::new),
+            ),
+        ));
         Self { values }
     }
 
     fn fields(&self) -> Vec<(&str, &str)> {
         self.values.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
+fn digest(value: impl AsRef<[u8]>) -> String {
+    hex::encode(Sha256::digest(value.as_ref()))
+}
+
+/// The digest of a file's content; `absent`, or the error kind, otherwise.
+fn content_digest(path: Option<&std::path::Path>) -> String {
+    use std::io::Read;
+    let Some(path) = path else {
+        return "unset".into();
+    };
+    let read = std::fs::File::open(path).and_then(|f| {
+        let mut bytes = Vec::new();
+        f.take(MAX_HASHED_FILE + 1).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    });
+    match read {
+        Ok(bytes) if bytes.len() as u64 > MAX_HASHED_FILE => {
+            format!("large:{}", file_identity(Some(path)))
+        }
+        Ok(bytes) => digest(&bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "absent".into(),
+        Err(e) => format!("unreadable:{:?}", e.kind()),
+    }
+}
+
+/// Device, inode, size and modification time of a file (followed through
+/// symlinks, as the SDK reads it).
+fn file_identity(path: Option<&std::path::Path>) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Some(path) = path else {
+        return "unset".into();
+    };
+    match std::fs::metadata(path) {
+        Ok(m) => format!(
+            "{}:{}:{}:{}.{}",
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec()
+        ),
+        Err(e) => format!("unreadable:{:?}", e.kind()),
     }
 }
 
@@ -262,5 +339,57 @@ mod tests {
             CacheKey::jwt(&AwsIdentity::new(&role, &env), "//aud", 3600)
         );
         assert!(!format!("{dev:?}").contains("dev"));
+    }
+
+    #[test]
+    fn what_decides_the_identity_without_a_network_call_is_in_the_key() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = d.path().join("config");
+        let token_file = d.path().join("token");
+        let write = |p: &std::path::Path, text: &str| {
+            std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        write(
+            &config,
+            "[profile app]\nrole_arn = arn:aws:iam::1:role/tenant-a\n",
+        );
+        write(&token_file, "jwt-1");
+        let c = config.to_string_lossy().into_owned();
+        let t = token_file.to_string_lossy().into_owned();
+        let env = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("AWS_PROFILE", "app"),
+                ("AWS_CONFIG_FILE", c.as_str()),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", t.as_str()),
+            ];
+            pairs.extend_from_slice(extra);
+            AwsIdentity::new(&AwsSettings::default(), &Env::from_pairs(pairs))
+        };
+        let key = |id: &AwsIdentity| CacheKey::jwt(id, "//aud", 3600);
+        let base = key(&env(&[]));
+        assert_eq!(base, key(&env(&[])), "stable");
+        // The profile now names another role: another identity.
+        write(
+            &config,
+            "[profile app]\nrole_arn = arn:aws:iam::1:role/tenant-b\n",
+        );
+        let edited = key(&env(&[]));
+        assert_ne!(base, edited);
+        // Another session token, container token, or token file.
+        assert_ne!(edited, key(&env(&[("AWS_SESSION_TOKEN", "s2")])));
+        assert_ne!(
+            key(&env(&[("AWS_SESSION_TOKEN", "s1")])),
+            key(&env(&[("AWS_SESSION_TOKEN", "s2")]))
+        );
+        assert_ne!(
+            key(&env(&[("AWS_CONTAINER_AUTHORIZATION_TOKEN", "a")])),
+            key(&env(&[("AWS_CONTAINER_AUTHORIZATION_TOKEN", "b")]))
+        );
+        std::fs::remove_file(&token_file).unwrap_or_else(|e| panic!("{e}"));
+        write(&token_file, "jwt-2, rotated");
+        assert_ne!(edited, key(&env(&[])));
+        // Secrets go in as digests only.
+        let id = env(&[("AWS_SESSION_TOKEN", "very-secret-session")]);
+        assert!(id.values.iter().all(|(_, v)| !v.contains("very-secret")));
     }
 }

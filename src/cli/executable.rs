@@ -138,6 +138,9 @@ fn run_executable(a: &ExecutableArgs, env: &Env) -> Result<String> {
         duration: a.duration.seconds,
     };
     settings.validate()?;
+    if let Some(path) = &a.output_file {
+        pluggable::check_output_file(path)?;
+    }
     let cache = a.cache.settings().open(env)?;
     let identity = AwsIdentity::new(&settings.aws, env);
     let audience = settings.provider.audience();
@@ -164,11 +167,10 @@ fn run_executable(a: &ExecutableArgs, env: &Env) -> Result<String> {
         })?,
     };
     let json = pluggable::success_json(&token);
-    if let Some(path) = &a.output_file
-        && let Err(e) = pluggable::write_output_file(path, &json)
-    {
-        // The token on stdout is what libraries use; a failed cache file only costs a rerun.
-        tracing::warn!(error = %e, "could not write the output file");
+    if let Some(path) = &a.output_file {
+        // A stale or forged file left in place would be read next time
+        // instead of running wif-helper: a failed write is a failure.
+        pluggable::write_output_file(path, &json)?;
     }
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,

@@ -1,9 +1,7 @@
 //! `wif-helper generate-config`: writes the credential configuration.
 
 use super::{AwsArgs, Format, GoogleUrlArgs, JwtDurationArg, absolute};
-use crate::cache::CacheKey;
 use crate::credential_config::{self, ConfigSpec};
-use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
 use crate::output;
 use crate::provider::Provider;
@@ -44,8 +42,10 @@ pub(super) struct GenerateConfigArgs {
         default_value_t = 30_000
     )]
     executable_timeout_millis: u32,
-    /// The response file libraries read before running the command
-    /// (default: executable-<hash>.json in the cache directory)
+    /// A response file libraries read INSTEAD of running the command while it is fresh (default:
+    /// none). Only for a config that a single AWS identity uses: a process running as another
+    /// identity would be handed this one's token. Without it, each refresh runs wif-helper, whose
+    /// own cache (bound to the AWS identity) answers in about 2 ms.
     #[arg(long, env = "WIF_HELPER_EXECUTABLE_OUTPUT_FILE", value_name = "PATH")]
     executable_output_file: Option<PathBuf>,
     /// The wif-helper path to put in the command (default: this binary)
@@ -64,27 +64,22 @@ pub(super) struct GenerateConfigArgs {
     aws: AwsArgs,
 }
 
-pub(super) fn run(a: &GenerateConfigArgs, env: &Env) -> Result<()> {
+pub(super) fn run(a: &GenerateConfigArgs) -> Result<()> {
     let provider: Provider = a.provider.parse()?;
     let duration = a.duration.seconds;
     validate::jwt_duration("--duration", duration)?;
-    let aws = a.aws.settings()?;
+    a.aws.settings()?; // validates --region and --assume-role-arn
     let cache_dir = match &a.cache_dir {
         Some(d) => Some(absolute(d)?),
         None => None,
     };
     let output_file = match &a.executable_output_file {
-        Some(p) => absolute(p)?,
-        None => {
-            let dir = match &cache_dir {
-                Some(d) => d.clone(),
-                None => env.default_cache_dir().ok_or_else(|| {
-                    Error::invalid("set --executable-output-file or --cache-dir (no HOME)")
-                })?,
-            };
-            let key = CacheKey::executable_output(&provider, &aws);
-            dir.join(format!("{}.json", key.stem()))
+        Some(p) => {
+            let p = absolute(p)?;
+            crate::pluggable::check_output_file(&p)?;
+            Some(p)
         }
+        None => None,
     };
     let mut spec = ConfigSpec {
         provider: provider.clone(),
@@ -117,7 +112,9 @@ pub(super) fn run(a: &GenerateConfigArgs, env: &Env) -> Result<()> {
     if duration != JwtDurationArg::DEFAULT {
         args.extend(["--duration".into(), duration.to_string()]);
     }
-    args.extend(["--output-file".into(), output_file.display().to_string()]);
+    if let Some(f) = &output_file {
+        args.extend(["--output-file".into(), f.display().to_string()]);
+    }
     if let Some(d) = &cache_dir {
         args.extend(["--cache-dir".into(), d.display().to_string()]);
     }

@@ -99,15 +99,29 @@ pub(crate) fn config_lifetime(flag: &str, seconds: u32) -> Result<()> {
     )))
 }
 
-/// An `http(s)` URL with a host.
+/// An `https` URL with a host; plain `http` only for a loopback host (an
+/// emulator on this machine), where nothing crosses a network.
 pub(crate) fn url(flag: &str, url: &str) -> Result<()> {
-    match reqwest::Url::parse(url) {
-        Ok(u)
-            if matches!(u.scheme(), "https" | "http")
-                && u.host_str().is_some_and(|h| !h.is_empty()) =>
-        {
-            Ok(())
-        }
+    let parsed = reqwest::Url::parse(url).ok();
+    let Some(u) = parsed.filter(|u| u.host_str().is_some_and(|h| !h.is_empty())) else {
+        return Err(Error::invalid(format!(
+            "{flag} `{url}`: expected an http(s) URL"
+        )));
+    };
+    let host = u.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(Error::invalid(format!(
+            "{flag} `{url}`: plain http would send tokens unencrypted; use https:// \
+             (http:// is accepted only for loopback hosts such as 127.0.0.1, e.g. an emulator)"
+        ))),
         _ => Err(Error::invalid(format!(
             "{flag} `{url}`: expected an http(s) URL"
         ))),
@@ -256,6 +270,32 @@ mod tests {
             "a b",
         ] {
             assert!(region("--region", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plain_http_is_for_loopback_hosts_only() {
+        for ok in [
+            "https://sts.googleapis.com/v1/token",
+            "http://127.0.0.1:8080/v1/token",
+            "http://127.1.2.3/x",
+            "http://[::1]:9/x",
+            "http://localhost:1/x",
+        ] {
+            assert!(url("--token-url", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://sts.googleapis.com/v1/token",
+            "http://10.0.0.1/x",
+            "http://localhost.evil.com/x",
+            "http://127.0.0.1.nip.io/x",
+            "ftp://127.0.0.1/x",
+            "sts.googleapis.com",
+        ] {
+            let e = url("--token-url", bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad}"));
+            assert!(e.message().starts_with("--token-url `"), "{e}");
         }
     }
 

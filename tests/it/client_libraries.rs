@@ -38,6 +38,11 @@ struct Setup {
 /// A world and a credential config whose command runs a private copy of
 /// wif-helper (so a test can delete it to prove it is not run again).
 fn setup() -> Setup {
+    setup_with(&[])
+}
+
+/// [`setup`] with more `generate-config` flags.
+fn setup_with(extra: &[&str]) -> Setup {
     let world = World::new();
     let helper = world.dir.path().join("bin/wif-helper");
     std::fs::create_dir_all(helper.parent().unwrap_or(world.dir.path())).unwrap_or_default();
@@ -45,7 +50,9 @@ fn setup() -> Setup {
     let config = world.dir.path().join("credential_config.json");
     let provider = world.oidc_provider();
     let sa = world.emu.service_account();
-    let out = world.run(&[
+    let token_url = format!("{}/google/sts/v1/token", world.emu.url());
+    let iam_url = format!("{}/google/iamcredentials", world.emu.url());
+    let mut args: Vec<&str> = vec![
         "generate-config",
         "--provider",
         &provider,
@@ -54,12 +61,14 @@ fn setup() -> Setup {
         "--output-file",
         config.to_str().unwrap_or_default(),
         "--token-url",
-        &format!("{}/google/sts/v1/token", world.emu.url()),
+        &token_url,
         "--iam-credentials-url",
-        &format!("{}/google/iamcredentials", world.emu.url()),
+        &iam_url,
         "--executable-path",
         helper.to_str().unwrap_or_default(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = world.run(&args);
     assert_eq!(out.status, 0, "generate-config: {}", out.stderr);
     Setup {
         world,
@@ -75,9 +84,17 @@ impl Setup {
 
     fn library_with(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Value {
         let mut c = Command::new(program);
-        c.args(args).env_clear().envs(env.iter().copied());
+        c.args(args).env_clear();
         for (k, v) in self.world.env_vars() {
             c.env(k, v);
+        }
+        // The test's own variables win; an empty value removes one.
+        for (k, v) in env {
+            if v.is_empty() {
+                c.env_remove(k);
+            } else {
+                c.env(k, v);
+            }
         }
         c.env("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1")
             .env("GOOGLE_APPLICATION_CREDENTIALS", &self.config)
@@ -178,7 +195,12 @@ fn node_google_auth_gets_the_service_account_token() {
 
 #[test]
 fn libraries_reuse_the_output_file_without_running_wif_helper_again() {
-    let s = setup();
+    let response = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = response.path().join("response.json");
+    let s = setup_with(&[
+        "--executable-output-file",
+        file.to_str().unwrap_or_default(),
+    ]);
     s.assert_service_account_token(&s.python("load"));
     // Remove the program: fresh library processes must now answer from the output file.
     std::fs::remove_file(&s.helper).unwrap_or_else(|e| panic!("{e}"));
@@ -188,6 +210,51 @@ fn libraries_reuse_the_output_file_without_running_wif_helper_again() {
     assert_eq!(s.world.emu.count("sts:GetWebIdentityToken"), 1);
     // Each library process still exchanged the (reused) JWT itself.
     assert_eq!(s.world.emu.count("google:sts.token"), 4);
+}
+
+/// The default config has no `output_file`, so a library never reads one
+/// identity's answer while running as another: each identity runs
+/// wif-helper, whose cache keys follow the identity.
+#[test]
+fn one_config_used_by_two_aws_identities_gives_each_its_own_token() {
+    let s = setup();
+    let python = |env: &[(&str, &str)]| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_client.py");
+        let config = s.config.to_str().unwrap_or_default().to_owned();
+        s.library_with(
+            &clients().join("venv/bin/python"),
+            &[script.to_str().unwrap_or_default(), "load", &config],
+            env,
+        )
+    };
+    // Identity 1: the IAM user wif-user (environment keys).
+    let first = python(&[]);
+    s.assert_service_account_token(&first);
+    // Identity 2: a profile that assumes wif-assumed, without the
+    // environment keys (which the AWS chain would try first).
+    let home = s.world.home();
+    std::fs::write(
+        home.join(".aws/config"),
+        format!("[profile other]\nrole_arn = {ASSUMED_ROLE}\nsource_profile = base\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (akid, secret) = s.world.emu.static_credentials();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!("[base]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let second = python(&[
+        ("AWS_PROFILE", "other"),
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_SECRET_ACCESS_KEY", ""),
+    ]);
+    s.assert_service_account_token(&second);
+    assert_ne!(first["token"], second["token"]);
+    // Two identities, two AWS-issued JWTs, two exchanges.
+    assert_eq!(s.world.emu.count("sts:AssumeRole"), 1);
+    assert_eq!(s.world.emu.count("sts:GetWebIdentityToken"), 2);
+    assert_eq!(s.world.emu.count("google:sts.token"), 2);
 }
 
 #[test]

@@ -69,11 +69,9 @@ fn writes_a_complete_external_account_config() {
     let exe = &v["credential_source"]["executable"];
     let timeout = exe["timeout_millis"].as_i64().unwrap_or_default();
     assert!((5000..=120_000).contains(&timeout), "{timeout}");
-    assert!(
-        exe["output_file"]
-            .as_str()
-            .is_some_and(|p| p.starts_with('/'))
-    );
+    // No output_file by default: a library reads it before running
+    // wif-helper, whatever AWS identity it runs as.
+    assert!(exe.get("output_file").is_none(), "{exe}");
     let command = exe["command"].as_str().unwrap_or_default();
     assert!(command.starts_with('/'), "{command}");
     assert!(
@@ -85,7 +83,16 @@ fn writes_a_complete_external_account_config() {
 #[test]
 fn the_generated_command_works_when_run_as_go_java_and_rust_libraries_run_it() {
     let w = World::new();
-    let (out, path) = generate(&w, &["--region", "us-east-1"]);
+    let response = w.dir.path().join("response.json");
+    let (out, path) = generate(
+        &w,
+        &[
+            "--region",
+            "us-east-1",
+            "--executable-output-file",
+            response.to_str().unwrap_or_default(),
+        ],
+    );
     assert_eq!(out.status, 0, "{}", out.stderr);
     let v = read_json(&path);
     let command = v["credential_source"]["executable"]["command"]
@@ -104,10 +111,11 @@ fn the_generated_command_works_when_run_as_go_java_and_rust_libraries_run_it() {
     let run: Run = c.output().unwrap_or_else(|e| panic!("{e}")).into();
     let (jwt, _) = run.success();
     assert_eq!(jwt_claims(&jwt)["aud"], w.emu.oidc_audience());
-    // And it wrote the output file the config names.
+    // And it wrote the output file the config names (asked for explicitly).
     let output_file = v["credential_source"]["executable"]["output_file"]
         .as_str()
         .unwrap_or_default();
+    assert_eq!(output_file, response.to_str().unwrap_or_default());
     assert_eq!(
         read_json(std::path::Path::new(output_file))["success"],
         Value::Bool(true)
