@@ -8,11 +8,23 @@
 //! carry identifiers (key ids, ARNs, URLs, timings), never secret values;
 //! and every line, whatever crate it comes from, passes through
 //! [`crate::secret::redact`] before it is written.
+//!
+//! The log file is often in a shared place (`/tmp`), where another user may
+//! have put something first. It is opened without following a symlink and
+//! without blocking (a FIFO would otherwise hang the process until a reader
+//! came), and used only if the opened file is a regular file with one link,
+//! owned by the effective user and writable by no one else. Otherwise
+//! logging is skipped, never the token: the answer matters more than the
+//! log, and a file someone else planted must not be able to stop it. Where
+//! diagnostics may go to stderr (`--verbose`), a warning says why and the
+//! log goes there instead; in executable mode (and print commands without
+//! `--verbose`) nothing is said, as stderr is not ours.
 
 use crate::error::{Error, Result};
+use std::fs::File;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 use tracing_subscriber::EnvFilter;
@@ -84,25 +96,68 @@ fn filter(level: &str) -> Result<EnvFilter> {
         .map_err(|e| Error::invalid(format!("--log-level: {e}")))
 }
 
-/// Installs the subscriber: a file when `file` is given, else `sink`.
+/// Opens the log file for appending (creating it 0600) if it is safe to
+/// write: see the module documentation. The error says why not.
+fn open_log_file(path: &Path) -> std::result::Result<File, String> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => "it is a symbolic link".to_owned(),
+            // O_NONBLOCK on a FIFO no one reads.
+            Some(libc::ENXIO) => "it is not a regular file".to_owned(),
+            _ => e.to_string(),
+        })?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    let me = rustix::process::geteuid().as_raw();
+    if !meta.is_file() {
+        Err("it is not a regular file".to_owned())
+    } else if meta.uid() != me {
+        Err(format!(
+            "it is owned by uid {}, not by the current user (uid {me})",
+            meta.uid()
+        ))
+    } else if meta.mode() & 0o022 != 0 {
+        Err(format!(
+            "other users can write it (mode {:o})",
+            meta.mode() & 0o7777
+        ))
+    } else if meta.nlink() != 1 {
+        Err("it has other hard links".to_owned())
+    } else {
+        Ok(file)
+    }
+}
+
+/// Installs the subscriber: a file when `file` is given and safe to write
+/// (else, with a warning, stderr when `sink` is [`Sink::Stderr`], or
+/// nothing), else `sink`. Only a bad level is an error.
 pub(crate) fn init(file: Option<&Path>, level: Option<&str>, sink: Sink) -> Result<()> {
     // A bad level is an error even when nothing is logged.
     let level = level.unwrap_or("debug");
     filter(level)?;
     if let Some(path) = file {
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| Error::invalid(format!("--log-file {}: {e}", path.display())))?;
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter(level)?)
-            .with_ansi(false)
-            .with_writer(Redacting(Mutex::new(f)))
-            .try_init();
-    } else if sink == Sink::Stderr {
+        match open_log_file(path) {
+            Ok(f) => {
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter(filter(level)?)
+                    .with_ansi(false)
+                    .with_writer(Redacting(Mutex::new(f)))
+                    .try_init();
+                return Ok(());
+            }
+            Err(why) if sink == Sink::Stderr => crate::output::stderr(&format!(
+                "wif-helper: warning: not logging to --log-file {}: {why}; logging to stderr \
+                 instead (use a file only you can write, e.g. under ~/.cache)",
+                path.display()
+            )),
+            Err(_) => return Ok(()),
+        }
+    }
+    if sink == Sink::Stderr {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter(level)?)
             .with_writer(Redacting(Mutex::new(std::io::stderr())))
@@ -129,6 +184,92 @@ mod tests {
             String::from_utf8_lossy(&written),
             "key=[redacted] jwt=[redacted]\n"
         );
+    }
+
+    fn io<T>(r: std::io::Result<T>) -> T {
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_new_log_file_is_created_0600_and_a_private_one_is_appended_to() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = io(tempfile::tempdir());
+        let path = dir.path().join("new.log");
+        let r = open_log_file(&path);
+        assert!(r.is_ok(), "{r:?}");
+        let mode = io(std::fs::metadata(&path)).permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        // Created by the user with `touch` (0644 under the usual umask): fine.
+        let path = dir.path().join("mine.log");
+        io(std::fs::write(&path, "before\n"));
+        io(std::fs::set_permissions(
+            &path,
+            std::fs::Permissions::from_mode(0o644),
+        ));
+        let mut f = open_log_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        io(f.write_all(b"after\n"));
+        assert_eq!(io(std::fs::read_to_string(&path)), "before\nafter\n");
+    }
+
+    #[test]
+    fn unsafe_log_files_are_refused_without_blocking_or_following() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = io(tempfile::tempdir());
+        let d = dir.path();
+        // A symlink, to a file of the user and to one that does not exist.
+        io(std::fs::write(d.join("target"), "untouched"));
+        io(std::os::unix::fs::symlink(
+            d.join("target"),
+            d.join("link.log"),
+        ));
+        io(std::os::unix::fs::symlink(
+            d.join("absent"),
+            d.join("dangling.log"),
+        ));
+        // A FIFO no one reads (a blocking open would wait for a reader forever).
+        let fifo = d.join("fifo.log");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        // Writable by others, and a second link to a file of the user.
+        io(std::fs::write(d.join("shared.log"), ""));
+        io(std::fs::set_permissions(
+            d.join("shared.log"),
+            std::fs::Permissions::from_mode(0o666),
+        ));
+        io(std::fs::hard_link(d.join("target"), d.join("hardlink.log")));
+        for (name, why) in [
+            ("link.log", "symbolic link"),
+            ("dangling.log", "symbolic link"),
+            ("fifo.log", "not a regular file"),
+            ("shared.log", "other users can write it"),
+            ("hardlink.log", "hard links"),
+            // A directory.
+            ("", "Is a directory"),
+        ] {
+            let err = open_log_file(&d.join(name)).err().unwrap_or_default();
+            assert!(err.contains(why), "{name}: {err}");
+        }
+        assert_eq!(io(std::fs::read_to_string(d.join("target"))), "untouched");
+        assert!(!d.join("absent").exists());
+    }
+
+    #[test]
+    fn a_log_file_owned_by_another_user_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        if rustix::process::geteuid().as_raw() != 0 {
+            // Giving a file away needs root; tests/it/hardening.rs covers it as root too.
+            return;
+        }
+        let dir = io(tempfile::tempdir());
+        let path = dir.path().join("theirs.log");
+        io(std::fs::write(&path, ""));
+        io(std::os::unix::fs::chown(&path, Some(65534), Some(65534)));
+        io(std::fs::set_permissions(
+            &path,
+            std::fs::Permissions::from_mode(0o600),
+        ));
+        let err = open_log_file(&path).err().unwrap_or_default();
+        assert!(err.contains("owned by uid 65534"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,12 @@
 
 use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
 
 /// The names in `dir`, sorted (empty when it does not exist).
 fn names(dir: &Path) -> Vec<String> {
@@ -37,6 +42,155 @@ fn print_access_token(w: &World, extra: &[&str]) -> Run {
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     w.run(&refs)
+}
+
+/// Runs `args` like [`World::run`], but kills the child if it has not
+/// finished within `limit` (a hang must fail the test, not stall it).
+fn run_within(w: &World, args: &[&str], limit: Duration) -> Run {
+    let mut child = w
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wif-helper starts");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = Run::from(child.wait_with_output().expect("output"));
+    w.assert_no_secret_printed(&run);
+    run
+}
+
+// ------------------------------------------------------------ 3. --log-file
+
+/// What must still be true after a run: nothing was written through it.
+type Unchanged = Box<dyn Fn()>;
+
+/// The things another user (or a mistake) can leave at a log file's path:
+/// what it is, the path, and what must be true of it after a run.
+fn planted_log_files(w: &World) -> Vec<(&'static str, PathBuf, Unchanged)> {
+    let d = w.dir.path().join("shared");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut v: Vec<(&'static str, PathBuf, Unchanged)> = Vec::new();
+
+    let fifo = d.join("fifo.log");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    v.push(("a FIFO", fifo, Box::new(|| {})));
+
+    let target = d.join("notes.txt");
+    std::fs::write(&target, "untouched\n").unwrap();
+    let link = d.join("link.log");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    v.push((
+        "a symlink to a file of the user",
+        link,
+        Box::new(move || assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n")),
+    ));
+
+    let absent = d.join("created-through-the-link");
+    let dangling = d.join("dangling.log");
+    std::os::unix::fs::symlink(&absent, &dangling).unwrap();
+    v.push((
+        "a dangling symlink",
+        dangling,
+        Box::new(move || assert!(!absent.exists(), "a file was created through the link")),
+    ));
+
+    let shared = d.join("shared.log");
+    std::fs::write(&shared, "").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
+    v.push((
+        "a file everyone can write",
+        shared.clone(),
+        Box::new(move || assert_eq!(std::fs::read_to_string(&shared).unwrap(), "")),
+    ));
+
+    if euid() == 0 {
+        let theirs = d.join("theirs.log");
+        std::fs::write(&theirs, "").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o666)).unwrap();
+        v.push((
+            "a 0666 file of another user",
+            theirs.clone(),
+            Box::new(move || assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "")),
+        ));
+    } else {
+        eprintln!("skipped the other user's log file: giving a file away needs root");
+    }
+    v
+}
+
+#[test]
+fn executable_mode_answers_whatever_is_planted_at_the_log_file() {
+    let w = World::new();
+    let provider = w.oidc_provider();
+    for (what, path, unchanged) in planted_log_files(&w) {
+        let log = path.to_str().unwrap();
+        let run = run_within(
+            &w,
+            &[
+                "executable",
+                "--provider",
+                &provider,
+                "--log-file",
+                log,
+                "--timeout-millis",
+                "5000",
+            ],
+            Duration::from_secs(15),
+        );
+        let v = run.protocol();
+        assert_eq!(v["success"], true, "{what}: {v}");
+        unchanged();
+    }
+}
+
+#[test]
+fn print_commands_print_the_token_whatever_is_planted_at_the_log_file() {
+    let w = World::new();
+    for (what, path, unchanged) in planted_log_files(&w) {
+        let log = path.to_str().unwrap();
+        let run = run_within(
+            &w,
+            &[
+                "print-access-token",
+                "--provider",
+                &w.aws_provider(),
+                "--service-account",
+                &w.emu.service_account(),
+                "--token-url",
+                &w.emu.token_url(),
+                "--iam-credentials-url",
+                &format!("{}/google/iamcredentials", w.emu.url()),
+                "--log-file",
+                log,
+                "--no-cache",
+            ],
+            Duration::from_secs(15),
+        );
+        assert_eq!((run.status, run.stderr.as_str()), (0, ""), "{what}");
+        assert!(printed_token(&run.stdout).is_some(), "{what}");
+        unchanged();
+        // With --verbose, diagnostics go to stderr: it says why not the file.
+        let verbose = print_access_token(&w, &["--log-file", log, "--no-cache", "--verbose"]);
+        assert_eq!(verbose.status, 0, "{what}: {}", verbose.stderr);
+        assert!(
+            verbose
+                .stderr
+                .contains(&format!("warning: not logging to --log-file {log}: ")),
+            "{what}: {}",
+            verbose.stderr
+        );
+        unchanged();
+    }
 }
 
 // ------------------------------------------------- 5. long output_file names
