@@ -22,6 +22,7 @@ mod executable;
 mod faults;
 mod generate_config;
 mod hardening;
+mod identity_binding;
 mod layout;
 mod print_tokens;
 mod proxies;
