@@ -557,7 +557,10 @@ class Bench:
         cache = self.work / "lib-cache"
         cfg = self.work / "generated.json"
         subprocess.run([str(self.bin), "generate-config", "--provider", self.oidc_provider, "--service-account", self.sa,
-                        *self.google_flags(), "--output-file", str(cfg), "--cache-dir", str(cache), "--force"],
+                        *self.google_flags(), "--output-file", str(cfg), "--cache-dir", str(cache), "--force",
+                        # Opt-in (a single-identity config); the default has none, which is the
+                        # "wif-helper cache warm" row.
+                        "--executable-output-file", str(self.work / "lib-response.json")],
                        env=env, check=True, stdout=subprocess.DEVNULL)
         output_file = json.loads(cfg.read_text())["credential_source"]["executable"]["output_file"]
         py = [self.python, str(self.bench_dir / "google_auth_refresh.py"), str(cfg)]
