@@ -54,11 +54,31 @@ pub(crate) enum Source {
 
 /// The token for `key` from `cache`, or from `fetch` (stored under the
 /// key's lock) when it is missing or stale; with no cache, from `fetch`.
-pub(crate) async fn through<F, Fut>(
+///
+/// Not an `async fn`: it returns [`through_ahead`]'s future itself, so the
+/// direct path's deeply nested walk gains no layer.
+pub(crate) fn through<F, Fut>(
     cache: Option<&Cache>,
     key: &CacheKey,
     clock: &Arc<dyn Clock>,
     deadline: Deadline,
+    fetch: F,
+) -> impl Future<Output = Result<(IssuedToken, Source)>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<IssuedToken>>,
+{
+    through_ahead(cache, key, clock, deadline, 0, fetch)
+}
+
+/// [`through`], counting an entry as stale `ahead` seconds before its slack
+/// ([`IssuedToken::is_fresh_ahead`]): a refresh before anyone needs one.
+pub(crate) async fn through_ahead<F, Fut>(
+    cache: Option<&Cache>,
+    key: &CacheKey,
+    clock: &Arc<dyn Clock>,
+    deadline: Deadline,
+    ahead: i64,
     fetch: F,
 ) -> Result<(IssuedToken, Source)>
 where
@@ -66,7 +86,11 @@ where
     Fut: Future<Output = Result<IssuedToken>>,
 {
     match cache {
-        Some(cache) => cache.get_or_fetch(key, clock, deadline, fetch).await,
+        Some(cache) => {
+            cache
+                .get_or_fetch_ahead(key, clock, deadline, ahead, fetch)
+                .await
+        }
         None => Ok((fetch().await?, Source::Upstream)),
     }
 }
@@ -99,6 +123,16 @@ impl Cache {
     /// implausible ([`IssuedToken::validate`]) entry is a miss; an unsafe one
     /// (symlink, wrong owner, writable by others) is an error.
     pub(crate) fn get_fresh(&self, key: &CacheKey, now: i64) -> Result<Option<IssuedToken>> {
+        self.get_fresh_ahead(key, now, 0)
+    }
+
+    /// [`get_fresh`](Self::get_fresh) with `ahead` more seconds of life required.
+    pub(crate) fn get_fresh_ahead(
+        &self,
+        key: &CacheKey,
+        now: i64,
+        ahead: i64,
+    ) -> Result<Option<IssuedToken>> {
         let Some(bytes) = fsutil::read_private_file(&self.entry_path(key), MAX_ENTRY_BYTES)? else {
             return Ok(None);
         };
@@ -107,7 +141,7 @@ impl Cache {
                 if e.schema == SCHEMA
                     && e.key == key.hex
                     && e.token.validate().is_ok()
-                    && e.token.is_fresh(now) =>
+                    && e.token.is_fresh_ahead(now, ahead) =>
             {
                 Ok(Some(e.token))
             }
@@ -131,14 +165,32 @@ impl Cache {
         }
     }
 
-    /// Serves a fresh entry, or fetches and stores it under the key's lock
-    /// so that concurrent processes make one upstream call between them.
-    /// The lock is waited for on the blocking pool.
-    pub(crate) async fn get_or_fetch<F, Fut>(
+    /// [`get_or_fetch_ahead`](Self::get_or_fetch_ahead) with no lead (tests).
+    #[cfg(test)]
+    pub(crate) fn get_or_fetch<F, Fut>(
         &self,
         key: &CacheKey,
         clock: &Arc<dyn Clock>,
         deadline: Deadline,
+        fetch: F,
+    ) -> impl Future<Output = Result<(IssuedToken, Source)>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<IssuedToken>>,
+    {
+        self.get_or_fetch_ahead(key, clock, deadline, 0, fetch)
+    }
+
+    /// Serves a fresh entry, or fetches and stores it under the key's lock
+    /// so that concurrent processes make one upstream call between them;
+    /// an entry counts as stale `ahead` seconds before its slack. The lock
+    /// is waited for on the blocking pool.
+    pub(crate) async fn get_or_fetch_ahead<F, Fut>(
+        &self,
+        key: &CacheKey,
+        clock: &Arc<dyn Clock>,
+        deadline: Deadline,
+        ahead: i64,
         fetch: F,
     ) -> Result<(IssuedToken, Source)>
     where
@@ -147,7 +199,7 @@ impl Cache {
     {
         let (cache, owned_key, lock_clock) = (self.clone(), key.clone(), Arc::clone(clock));
         let locked = tokio::task::spawn_blocking(move || {
-            cache.lock(&owned_key, lock_clock.as_ref(), deadline)
+            cache.lock_ahead(&owned_key, lock_clock.as_ref(), deadline, ahead)
         })
         .await
         .map_err(|e| {
@@ -166,20 +218,33 @@ impl Cache {
         }
     }
 
-    /// The fresh entry for `key`, or the key's exclusive lock when it must be
-    /// refreshed. Blocks (polling, so a fresh entry written meanwhile is seen
-    /// at once) until one of the two. A holder that makes no progress (stopped,
-    /// or stuck on a dead upstream) for half of what was left of `deadline`
-    /// is given up on: the answer is then [`Locked::Bypassed`], the right to
-    /// refresh without the lock, so the waiter still finishes inside its
-    /// deadline.
+    /// [`lock_ahead`](Self::lock_ahead) with no lead (tests).
+    #[cfg(test)]
     pub(crate) fn lock(
         &self,
         key: &CacheKey,
         clock: &dyn Clock,
         deadline: Deadline,
     ) -> Result<Locked> {
-        if let Some(t) = self.get_fresh(key, clock.now_unix())? {
+        self.lock_ahead(key, clock, deadline, 0)
+    }
+
+    /// The fresh entry for `key`, or the key's exclusive lock when it must be
+    /// refreshed. Blocks (polling, so a fresh entry written meanwhile is seen
+    /// at once) until one of the two. A holder that makes no progress (stopped,
+    /// or stuck on a dead upstream) for half of what was left of `deadline`
+    /// is given up on: the answer is then [`Locked::Bypassed`], the right to
+    /// refresh without the lock, so the waiter still finishes inside its
+    /// deadline. An entry with no more than `ahead` seconds past its slack
+    /// left counts as stale ([`IssuedToken::is_fresh_ahead`]).
+    pub(crate) fn lock_ahead(
+        &self,
+        key: &CacheKey,
+        clock: &dyn Clock,
+        deadline: Deadline,
+        ahead: i64,
+    ) -> Result<Locked> {
+        if let Some(t) = self.get_fresh_ahead(key, clock.now_unix(), ahead)? {
             return Ok(Locked::Fresh(t));
         }
         let file = fsutil::open_lock_file(&self.dir.join(format!("{}.lock", key.stem())))?;
@@ -198,7 +263,7 @@ impl Cache {
                 }
             }
             // Someone else is refreshing; their result is what we want.
-            if let Some(t) = self.get_fresh(key, clock.now_unix())? {
+            if let Some(t) = self.get_fresh_ahead(key, clock.now_unix(), ahead)? {
                 return Ok(Locked::Fresh(t));
             }
             if started.elapsed() >= patience {
@@ -225,7 +290,7 @@ impl Cache {
             pause = (pause * 2).min(Duration::from_millis(25));
         }
         // Locked: re-read, since the previous holder may have just written it.
-        if let Some(t) = self.get_fresh(key, clock.now_unix())? {
+        if let Some(t) = self.get_fresh_ahead(key, clock.now_unix(), ahead)? {
             return Ok(Locked::Fresh(t));
         }
         Ok(Locked::Held(CacheLock {
@@ -237,7 +302,7 @@ impl Cache {
     }
 }
 
-/// The outcome of [`Cache::lock`].
+/// The outcome of [`Cache::lock_ahead`].
 #[derive(Debug)]
 pub(crate) enum Locked {
     /// A fresh entry: use it; no lock is held.
@@ -332,10 +397,11 @@ fn sweep(dir: &Path, now: i64) {
             if expires_at < cutoff {
                 remove_with_lock(dir, stem, Some(&e.path()));
             }
-        } else if let Some(stem) = name.strip_suffix(".lock").filter(|s| is_stem(s)) {
-            if mtime < cutoff && !dir.join(format!("{stem}.json")).exists() {
-                remove_with_lock(dir, stem, None);
-            }
+        } else if let Some(stem) = name.strip_suffix(".lock").filter(|s| is_stem(s))
+            && mtime < cutoff
+            && !dir.join(format!("{stem}.json")).exists()
+        {
+            remove_with_lock(dir, stem, None);
         }
     }
 }

@@ -5,8 +5,10 @@
 //! protocol JSON object on stdout, nothing on stderr, and exits 0 (see
 //! `docs/executable-protocol.md` for why 0).
 
+mod exec;
 mod executable;
 mod generate_config;
+mod metadata_server;
 mod print;
 
 use crate::aws::AwsSettings;
@@ -30,6 +32,10 @@ use std::process::ExitCode;
 ///      (STS GetWebIdentityToken).
 ///
 ///   2. Tokens for scripts: `print-access-token` / `print-identity-token`.
+///
+///   3. Any Google library, any language, through Application Default
+///      Credentials: `metadata-server` (or `exec -- COMMAND`) serves the Compute
+///      Engine metadata server on loopback, with access and ID tokens.
 ///
 /// AWS credentials come from the standard AWS chain (environment, profiles,
 /// SSO, web identity, ECS/EKS, EC2). Tokens are cached on disk, shared by
@@ -76,6 +82,46 @@ enum Command {
     ///     --audience https://my-service-abc123-uc.a.run.app)" https://my-service-abc123-uc.a.run.app
     #[command(verbatim_doc_comment)]
     PrintIdentityToken(print::IdentityTokenArgs),
+    /// Serve the Compute Engine metadata server on loopback, for every Google library
+    ///
+    /// Google libraries in every language (Python, Go, Java, Node, .NET, Ruby, PHP,
+    /// Rust) and gcloud find credentials on a Compute Engine VM by asking its metadata
+    /// server; pointed here by GCE_METADATA_HOST and friends, they get the service
+    /// account's access tokens and ID tokens through Application Default Credentials,
+    /// with no credential file and no AWS-side setup (use an AWS provider, the default).
+    /// One exchange serves every process on the host.
+    ///
+    /// When ready it prints one JSON line on stdout with the address and the variables
+    /// to export:
+    ///   {"listen":"127.0.0.1:8954","env":{"GCE_METADATA_HOST":"127.0.0.1:8954",...}}
+    ///
+    /// Example:
+    ///   wif-helper metadata-server --provider projects/123/locations/global/workloadIdentityPools/p/providers/aws \
+    ///     --service-account app@my-project.iam.gserviceaccount.com &
+    ///   export GCE_METADATA_HOST=127.0.0.1:8954 GCE_METADATA_IP=127.0.0.1:8954 \
+    ///     GCE_METADATA_ROOT=127.0.0.1:8954 METADATA_SERVER_DETECTION=assume-present
+    ///   unset GOOGLE_APPLICATION_CREDENTIALS
+    ///
+    /// Only the user running it is served (the connecting socket's owner is checked);
+    /// requests need `Metadata-Flavor: Google` and may not carry X-Forwarded-For.
+    /// SIGTERM or SIGINT stop it after the requests in flight. See docs/metadata-server.md.
+    #[command(verbatim_doc_comment)]
+    MetadataServer(metadata_server::MetadataServerArgs),
+    /// Run a command with a metadata server of its own (tokens for every Google library)
+    ///
+    /// Starts a metadata server on 127.0.0.1 (a free port, this user only), then runs
+    /// COMMAND with GCE_METADATA_HOST, GCE_METADATA_IP, GCE_METADATA_ROOT,
+    /// METADATA_SERVER_DETECTION, GOOGLE_CLOUD_PROJECT and CLOUDSDK_AUTH_ACCESS_TOKEN_FILE
+    /// (a 0600 file kept fresh, for gcloud) set, and GOOGLE_APPLICATION_CREDENTIALS
+    /// removed, so its Google libraries use the metadata server. Tokens stay fresh for
+    /// as long as COMMAND runs. Standard streams are inherited, SIGINT, SIGTERM and
+    /// SIGHUP are forwarded, and wif-helper exits with COMMAND's status.
+    ///
+    /// Example:
+    ///   wif-helper exec --provider projects/123/locations/global/workloadIdentityPools/p/providers/aws \
+    ///     --service-account app@my-project.iam.gserviceaccount.com -- python app.py
+    #[command(verbatim_doc_comment)]
+    Exec(exec::ExecArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -165,13 +211,17 @@ pub(crate) fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match &cli.command {
-        Command::GenerateConfig(a) => generate_config::run(a),
-        Command::PrintAccessToken(a) => print::access_token(a, &env),
-        Command::PrintIdentityToken(a) => print::identity_token(a, &env),
+        Command::GenerateConfig(a) => generate_config::run(a).map(|()| ExitCode::SUCCESS),
+        Command::PrintAccessToken(a) => print::access_token(a, &env).map(|()| ExitCode::SUCCESS),
+        Command::PrintIdentityToken(a) => {
+            print::identity_token(a, &env).map(|()| ExitCode::SUCCESS)
+        }
+        Command::MetadataServer(a) => metadata_server::run(a, &env).map(|()| ExitCode::SUCCESS),
+        Command::Exec(a) => exec::run(a, &env),
         Command::Executable(_) => return executable::main_executable(&argv, &env),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             output::stderr(&format!("wif-helper: {e}"));
             ExitCode::from(e.exit_code())

@@ -42,6 +42,8 @@ mod cli;
 #[cfg(feature = "cli")]
 mod logging;
 #[cfg(feature = "cli")]
+mod metadata;
+#[cfg(feature = "cli")]
 mod output;
 
 #[cfg(test)]

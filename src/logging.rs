@@ -158,8 +158,11 @@ pub(crate) fn init(file: Option<&Path>, level: Option<&str>, sink: Sink) -> Resu
         }
     }
     if sink == Sink::Stderr {
+        use std::io::IsTerminal;
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter(level)?)
+            // Colours for people; none for journald, files and pipes.
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(Redacting(Mutex::new(std::io::stderr())))
             .try_init();
     }

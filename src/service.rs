@@ -132,7 +132,7 @@ impl fmt::Debug for TokenService {
 
 /// Which token a call wants.
 #[derive(Debug, Clone, Copy)]
-enum Want<'a> {
+pub(crate) enum Want<'a> {
     Access,
     Id {
         audience: &'a str,
@@ -231,14 +231,38 @@ impl TokenService {
     }
 
     async fn get(&self, want: Want<'_>) -> Result<Token> {
+        Token::from_issued(self.issued(want, 0).await?)
+    }
+
+    /// The token `want` names, as the cache stores it, counting a cached one
+    /// as stale `ahead` seconds before its slack (the metadata server
+    /// refreshes before anyone needs a new one). The ID-token audience is
+    /// not validated here: callers do that first.
+    pub(crate) fn issued<'a>(
+        &'a self,
+        want: Want<'a>,
+        ahead: i64,
+    ) -> BoxFuture<'a, Result<IssuedToken>> {
+        // Boxed: callers that spawn it would otherwise need the whole walk's type.
+        Box::pin(self.issued_walk(want, ahead))
+    }
+
+    async fn issued_walk(&self, want: Want<'_>, ahead: i64) -> Result<IssuedToken> {
         let deadline = Deadline::after(self.settings.timeout);
         let key = self.key(want);
         let walk = async {
             // Boxed: the walk's nested futures are otherwise too deep a type.
             let mint =
                 || -> BoxFuture<'_, Result<IssuedToken>> { Box::pin(self.mint(want, deadline)) };
-            let (token, source) =
-                cache::through(self.cache.as_ref(), &key, &self.clock, deadline, mint).await?;
+            let (token, source) = cache::through_ahead(
+                self.cache.as_ref(),
+                &key,
+                &self.clock,
+                deadline,
+                ahead,
+                mint,
+            )
+            .await?;
             match source {
                 Source::Cache => {
                     tracing::debug!(expires_at = token.expires_at, "token served from the cache");
@@ -249,7 +273,25 @@ impl TokenService {
             }
             Ok(token)
         };
-        Token::from_issued(deadline.within(walk).await?)
+        deadline.within(walk).await
+    }
+
+    /// The same service with other access-token scopes (validated): what a
+    /// metadata-server client asks for with `?scopes=`. It shares this
+    /// service's cache directory, clock and HTTP client.
+    pub(crate) fn with_scopes(&self, scopes: Vec<String>) -> Result<Self> {
+        validate::scopes("scopes", &scopes)?;
+        let mut settings = (*self.settings).clone();
+        settings.scopes = scopes;
+        Ok(Self {
+            settings: Arc::new(settings),
+            ..self.clone()
+        })
+    }
+
+    /// The clock the service reads.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Steps 2–4 of the walk, and the hint after a failure.

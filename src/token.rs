@@ -46,8 +46,15 @@ impl IssuedToken {
     /// clock that was wrong, or a forgery), and more than its
     /// [`slack`](Self::slack) left.
     pub(crate) fn is_fresh(&self, now: i64) -> bool {
+        self.is_fresh_ahead(now, 0)
+    }
+
+    /// [`is_fresh`](Self::is_fresh) with `ahead` more seconds required: what
+    /// a refresher that wants a token before the slack is reached asks for
+    /// (the metadata server's background refresh).
+    pub(crate) fn is_fresh_ahead(&self, now: i64, ahead: i64) -> bool {
         self.issued_at <= now.saturating_add(MAX_CLOCK_SKEW_SECS)
-            && self.expires_at.saturating_sub(now) > self.slack()
+            && self.expires_at.saturating_sub(now) > self.slack().saturating_add(ahead.max(0))
     }
 
     /// The token with its expiry no later than `max_lifetime` seconds after
@@ -111,6 +118,19 @@ mod tests {
         let short = token(1000, 120);
         assert!(short.is_fresh(1059));
         assert!(!short.is_fresh(1060));
+    }
+
+    #[test]
+    fn fresh_ahead_asks_for_more_than_the_slack() {
+        let t = token(1000, 3600);
+        assert!(t.is_fresh_ahead(1000 + 3600 - 601, 300));
+        assert!(!t.is_fresh_ahead(1000 + 3600 - 600, 300));
+        assert_eq!(
+            t.is_fresh_ahead(1000 + 3600 - 301, 0),
+            t.is_fresh(1000 + 3600 - 301)
+        );
+        // A negative lead is no lead.
+        assert!(!t.is_fresh_ahead(1000 + 3600 - 300, -100));
     }
 
     #[test]

@@ -17,15 +17,18 @@ use crate::subject::ProviderType;
 use clap::Args;
 use std::time::Duration;
 
+/// The flags that make a [`ServiceSettings`]: the provider, the service
+/// account and everything the direct path needs to reach them. Shared by
+/// the print commands, `metadata-server` and `exec`.
 #[derive(Debug, Args)]
-pub(super) struct TokenArgs {
+pub(super) struct ServiceArgs {
     /// Workload identity pool provider:
     /// projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROV
     #[arg(long, env = "WIF_HELPER_PROVIDER", value_name = "RESOURCE")]
     provider: String,
     /// Service account to impersonate (email or unique ID)
     #[arg(long, env = "WIF_HELPER_SERVICE_ACCOUNT", value_name = "EMAIL")]
-    service_account: String,
+    pub(super) service_account: String,
     /// Provider type: `aws` (signed GetCallerIdentity, `providers create-aws`) or
     /// `oidc` (AWS-issued JWT, an OIDC provider trusting the account's issuer)
     #[arg(
@@ -48,29 +51,25 @@ pub(super) struct TokenArgs {
     #[command(flatten)]
     duration: JwtDurationArg,
     #[command(flatten)]
-    timeout: TimeoutArg,
-    /// Output: the bare token, or JSON with the token, its expiry and type
-    #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text)]
-    format: Format,
+    pub(super) timeout: TimeoutArg,
     /// Log diagnostics (secrets redacted) to stderr
     #[arg(short, long, env = "WIF_HELPER_VERBOSE")]
-    verbose: bool,
+    pub(super) verbose: bool,
     #[command(flatten)]
     aws: AwsArgs,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
-    log: LogArgs,
+    pub(super) log: LogArgs,
 }
 
+/// Access-token scopes and lifetime.
 #[derive(Debug, Args)]
-pub(super) struct AccessTokenArgs {
-    #[command(flatten)]
-    common: TokenArgs,
+pub(super) struct AccessArgs {
     /// OAuth scopes, comma-separated
     #[arg(long, env = "WIF_HELPER_SCOPES", value_name = "S1,S2", value_delimiter = ',',
           default_value = crate::settings::CLOUD_PLATFORM_SCOPE)]
-    scopes: Vec<String>,
+    pub(super) scopes: Vec<String>,
     /// Token lifetime in seconds, up to 3600 (up to 43200 where the organization policy
     /// constraints/iam.allowServiceAccountCredentialLifetimeExtension allows it)
     #[arg(
@@ -80,6 +79,31 @@ pub(super) struct AccessTokenArgs {
         default_value_t = 3600
     )]
     lifetime: u32,
+}
+
+impl AccessArgs {
+    /// Applies the scopes and lifetime to `s`.
+    pub(super) fn apply(&self, s: &mut ServiceSettings) {
+        s.scopes = self.scopes.clone();
+        s.lifetime = self.lifetime;
+    }
+}
+
+#[derive(Debug, Args)]
+pub(super) struct TokenArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Output: the bare token, or JSON with the token, its expiry and type
+    #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct AccessTokenArgs {
+    #[command(flatten)]
+    common: TokenArgs,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 #[derive(Debug, Args)]
@@ -94,18 +118,12 @@ pub(super) struct IdentityTokenArgs {
     include_email: bool,
 }
 
-impl TokenArgs {
-    fn service(&self, env: &Env, tune: impl FnOnce(&mut ServiceSettings)) -> Result<TokenService> {
-        let sink = if self.verbose {
-            Sink::Stderr
-        } else {
-            Sink::None
-        };
-        logging::init(
-            self.log.log_file.as_deref(),
-            self.log.log_level.as_deref(),
-            sink,
-        )?;
+impl ServiceArgs {
+    /// The validated settings these flags describe, with `tune` applied.
+    pub(super) fn settings(
+        &self,
+        tune: impl FnOnce(&mut ServiceSettings),
+    ) -> Result<ServiceSettings> {
         let mut s = ServiceSettings::new(self.provider.parse()?, self.service_account.clone());
         s.provider_type = self.provider_type;
         s.delegates = self.delegates.clone();
@@ -117,13 +135,27 @@ impl TokenArgs {
         s.cache = self.cache.settings();
         s.timeout = Duration::from_millis(u64::from(self.timeout.timeout_millis));
         tune(&mut s);
-        TokenService::new(s, env.clone())
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+impl TokenArgs {
+    fn service(&self, env: &Env, tune: impl FnOnce(&mut ServiceSettings)) -> Result<TokenService> {
+        let sink = if self.service.verbose {
+            Sink::Stderr
+        } else {
+            Sink::None
+        };
+        let log = &self.service.log;
+        logging::init(log.log_file.as_deref(), log.log_level.as_deref(), sink)?;
+        TokenService::new(self.service.settings(tune)?, env.clone())
     }
 
     fn deadline(&self) -> Deadline {
         // The service enforces the timeout itself; this only bounds the runtime.
         Deadline::after(Duration::from_millis(
-            u64::from(self.timeout.timeout_millis) + 1_000,
+            u64::from(self.service.timeout.timeout_millis) + 1_000,
         ))
     }
 
@@ -143,10 +175,7 @@ impl TokenArgs {
 }
 
 pub(super) fn access_token(a: &AccessTokenArgs, env: &Env) -> Result<()> {
-    let svc = a.common.service(env, |s| {
-        s.scopes = a.scopes.clone();
-        s.lifetime = a.lifetime;
-    })?;
+    let svc = a.common.service(env, |s| a.access.apply(s))?;
     let token = match svc.cached_access_token()? {
         Some(t) => t,
         None => a.common.deadline().block_on(svc.access_token())?,

@@ -24,6 +24,7 @@ mod generate_config;
 mod hardening;
 mod identity_binding;
 mod layout;
+mod metadata_server;
 mod print_tokens;
 mod proxies;
 mod same_rules;

@@ -12,6 +12,7 @@
 //! stdout none but the token it prints, and dropping the world checks that
 //! the debug log holds none.
 
+pub mod mds;
 pub mod relay;
 
 use serde_json::Value;

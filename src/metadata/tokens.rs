@@ -1,0 +1,343 @@
+//! Tokens for the metadata server: in memory, one fetch at a time, refreshed
+//! before anyone needs a new one.
+//!
+//! Each distinct token a client asks for (an access token for a scope set,
+//! an ID token for an audience) has a [`Slot`]:
+//!
+//! * **Warm requests never touch the disk**: a slot's token is served from
+//!   memory while it is fresh (more than its slack left, the cache's rule:
+//!   300 s, or half of a short lifetime).
+//! * **Single flight**: a request that finds no fresh token joins the fetch
+//!   in flight, or starts one; any number of concurrent requests make one
+//!   call of [`TokenService::issued`] between them, which itself reads the
+//!   shared on-disk cache first and takes its lock, so other processes are
+//!   counted too. The fetch runs as its own task, so a client that hangs up
+//!   does not cancel it for the others, and its result (a token or an
+//!   error) goes to every waiter. Errors are never kept: the next request
+//!   after a failure starts a new fetch.
+//! * **Background refresh**: once a slot has a token, a task refreshes it
+//!   when [`lead`] seconds are left before the slack, asking the cache for a
+//!   token fresh that far ahead, so no request waits on an exchange after the
+//!   first. A failed refresh is retried with backoff while the old token is
+//!   still fresh. A slot nobody asked for since its last refresh is not
+//!   refreshed again (a one-off audience costs one token, not one an hour).
+//! * **Bounded**: at most [`MAX_SLOTS`] slots; past that, requests for new
+//!   tokens go straight through the disk cache.
+
+use crate::clock::Clock;
+use crate::error::{Error, ErrorCode, Result};
+use crate::service::{TokenService, Want};
+use crate::token::IssuedToken;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Distinct tokens kept in memory.
+pub(crate) const MAX_SLOTS: usize = 256;
+/// The longest pause between retries of a failed background refresh.
+const MAX_RETRY_PAUSE_SECS: i64 = 30;
+
+/// Which token a client asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// An access token for these scopes (sorted, deduplicated); empty: the
+    /// configured `--scopes`.
+    Access(Vec<String>),
+    /// An ID token for `audience`, with the `email` claim when asked.
+    Id {
+        audience: String,
+        include_email: bool,
+    },
+}
+
+type Outcome = Option<Result<IssuedToken>>;
+
+/// One token's memory, fetch in flight and refresher.
+struct Slot {
+    kind: Kind,
+    service: TokenService,
+    current: Mutex<Option<IssuedToken>>,
+    flight: Mutex<Option<watch::Receiver<Outcome>>>,
+    /// Asked for since the last refresh.
+    used: AtomicBool,
+    /// A refresher task runs.
+    refreshing: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How long before the slack a token is refreshed in the background: the
+/// slack again, or half of what a short lifetime leaves after it (at least
+/// one second). A one-hour token is refreshed with 600 s left.
+pub(crate) fn lead(t: &IssuedToken) -> i64 {
+    let slack = t.slack();
+    let life = t.expires_at.saturating_sub(t.issued_at);
+    slack.min(life.saturating_sub(slack) / 2).max(1)
+}
+
+impl Slot {
+    fn fresh(&self, now: i64) -> Option<IssuedToken> {
+        lock(&self.current)
+            .as_ref()
+            .filter(|t| t.is_fresh(now))
+            .cloned()
+    }
+
+    fn current(&self) -> Option<IssuedToken> {
+        lock(&self.current).clone()
+    }
+
+    fn want(&self) -> Want<'_> {
+        match &self.kind {
+            Kind::Access(_) => Want::Access,
+            Kind::Id {
+                audience,
+                include_email,
+            } => Want::Id {
+                audience,
+                include_email: *include_email,
+            },
+        }
+    }
+
+    /// Joins the fetch in flight, or starts one asking for a token fresh
+    /// `ahead` seconds past the slack, and waits for its outcome.
+    async fn fetch(self: &Arc<Self>, tokens: &Arc<Tokens>, ahead: i64) -> Result<IssuedToken> {
+        let mut rx = {
+            let mut flight = lock(&self.flight);
+            match flight.as_ref() {
+                Some(rx) => rx.clone(),
+                None => {
+                    // A fetch may have ended since the caller looked.
+                    let now = tokens.now();
+                    if let Some(t) = lock(&self.current)
+                        .as_ref()
+                        .filter(|t| t.is_fresh_ahead(now, ahead))
+                    {
+                        return Ok(t.clone());
+                    }
+                    let (tx, rx) = watch::channel(None);
+                    *flight = Some(rx.clone());
+                    let (slot, tokens) = (Arc::clone(self), Arc::clone(tokens));
+                    tokio::spawn(async move {
+                        let outcome = slot.service.issued(slot.want(), ahead).await;
+                        if let Ok(t) = &outcome {
+                            *lock(&slot.current) = Some(t.clone());
+                        }
+                        *lock(&slot.flight) = None;
+                        if outcome.is_ok() {
+                            tokens.start_refresher(&slot);
+                        }
+                        let _ = tx.send(Some(outcome));
+                    });
+                    rx
+                }
+            }
+        };
+        let outcome = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::new(ErrorCode::Internal, "the token fetch task ended early"))?;
+        outcome
+            .clone()
+            .unwrap_or_else(|| Err(Error::new(ErrorCode::Internal, "no token fetched")))
+    }
+}
+
+/// The tokens of one metadata server.
+pub(crate) struct Tokens {
+    base: TokenService,
+    clock: Arc<dyn Clock>,
+    slots: Mutex<HashMap<Kind, Arc<Slot>>>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("slots", &lock(&self.slots).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tokens {
+    /// Tokens from `base` (its settings: the default scopes and lifetime).
+    pub(crate) fn new(base: TokenService) -> Arc<Self> {
+        Arc::new(Self {
+            clock: Arc::clone(base.clock()),
+            base,
+            slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Now, Unix seconds.
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
+    /// A fresh token of `kind`: from memory, or the one fetch in flight.
+    pub(crate) async fn get(self: &Arc<Self>, kind: Kind) -> Result<IssuedToken> {
+        let slot = match self.slot(&kind)? {
+            Some(slot) => slot,
+            None => return self.unslotted(kind).await,
+        };
+        slot.used.store(true, Ordering::Relaxed);
+        if let Some(t) = slot.fresh(self.now()) {
+            return Ok(t);
+        }
+        slot.fetch(self, 0).await
+    }
+
+    /// The slot for `kind`, made on first use; `None` when [`MAX_SLOTS`]
+    /// are taken by tokens still in use.
+    fn slot(&self, kind: &Kind) -> Result<Option<Arc<Slot>>> {
+        let mut slots = lock(&self.slots);
+        if let Some(s) = slots.get(kind) {
+            return Ok(Some(Arc::clone(s)));
+        }
+        if slots.len() >= MAX_SLOTS {
+            let now = self.now();
+            slots.retain(|_, s| {
+                s.refreshing.load(Ordering::Relaxed)
+                    || lock(&s.flight).is_some()
+                    || s.fresh(now).is_some()
+            });
+            if slots.len() >= MAX_SLOTS {
+                return Ok(None);
+            }
+        }
+        let slot = Arc::new(Slot {
+            service: self.service_for(kind)?,
+            kind: kind.clone(),
+            current: Mutex::new(None),
+            flight: Mutex::new(None),
+            used: AtomicBool::new(false),
+            refreshing: AtomicBool::new(false),
+        });
+        slots.insert(kind.clone(), Arc::clone(&slot));
+        Ok(Some(slot))
+    }
+
+    fn service_for(&self, kind: &Kind) -> Result<TokenService> {
+        match kind {
+            Kind::Access(scopes) if !scopes.is_empty() => self.base.with_scopes(scopes.clone()),
+            _ => Ok(self.base.clone()),
+        }
+    }
+
+    /// A token with no slot (too many distinct ones): through the disk cache.
+    async fn unslotted(&self, kind: Kind) -> Result<IssuedToken> {
+        tracing::warn!(
+            max = MAX_SLOTS,
+            "too many distinct tokens in memory; serving this one from the disk cache"
+        );
+        let service = self.service_for(&kind)?;
+        match &kind {
+            Kind::Access(_) => service.issued(Want::Access, 0).await,
+            Kind::Id {
+                audience,
+                include_email,
+            } => {
+                service
+                    .issued(
+                        Want::Id {
+                            audience,
+                            include_email: *include_email,
+                        },
+                        0,
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// Starts `slot`'s refresher unless one runs.
+    fn start_refresher(self: &Arc<Self>, slot: &Arc<Slot>) {
+        if slot
+            .refreshing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            slot.used.store(false, Ordering::Relaxed);
+            let (tokens, slot) = (Arc::clone(self), Arc::clone(slot));
+            tokio::spawn(async move { tokens.refresh_loop(&slot).await });
+        }
+    }
+
+    /// Refreshes `slot` [`lead`] seconds before its slack while it is used.
+    async fn refresh_loop(self: &Arc<Self>, slot: &Arc<Slot>) {
+        let mut failures: u32 = 0;
+        while let Some(t) = slot.current() {
+            let ahead = lead(&t);
+            let now = self.now();
+            let pause = if failures == 0 {
+                t.expires_at
+                    .saturating_sub(t.slack())
+                    .saturating_sub(ahead)
+                    .saturating_sub(now)
+            } else {
+                (1i64 << failures.min(5)).min(MAX_RETRY_PAUSE_SECS)
+            };
+            // At least a second between rounds: never a hot loop.
+            tokio::time::sleep(Duration::from_secs(
+                u64::try_from(pause.max(1)).unwrap_or(1),
+            ))
+            .await;
+            if failures == 0 && !slot.used.swap(false, Ordering::Relaxed) {
+                tracing::debug!("token not asked for since its last refresh; not refreshing it");
+                break;
+            }
+            let now = self.now();
+            if slot.current().is_some_and(|c| c.is_fresh_ahead(now, ahead)) {
+                failures = 0;
+                continue;
+            }
+            match slot.fetch(self, ahead).await {
+                Ok(new) => {
+                    tracing::debug!(
+                        expires_at = new.expires_at,
+                        "token refreshed in the background"
+                    );
+                    failures = 0;
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, failures, "background token refresh failed; retrying");
+                    if slot.fresh(self.now()).is_none() {
+                        // Requests now fetch in the foreground; they restart this.
+                        break;
+                    }
+                }
+            }
+        }
+        slot.refreshing.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn t(issued: i64, life: i64) -> IssuedToken {
+        IssuedToken {
+            token: Secret::new("t"),
+            issued_at: issued,
+            expires_at: issued + life,
+        }
+    }
+
+    #[test]
+    fn refresh_starts_before_the_slack_is_reached() {
+        // One hour: slack 300 s, refreshed with 600 s left.
+        assert_eq!(lead(&t(0, 3600)), 300);
+        // Two minutes: slack 60 s, refreshed with 90 s left.
+        assert_eq!(lead(&t(0, 120)), 30);
+        // Tiny lifetimes still get a second.
+        assert_eq!(lead(&t(0, 2)), 1);
+        assert_eq!(lead(&t(0, 0)), 1);
+    }
+}
