@@ -24,6 +24,8 @@ mod generate_config;
 mod hardening;
 mod identity_binding;
 mod layout;
+mod metadata_clients;
+mod metadata_exec;
 mod metadata_server;
 mod print_tokens;
 mod proxies;

@@ -1,0 +1,147 @@
+//! `wif-helper exec -- COMMAND`: the child's environment and token file, its
+//! exit status, and signals forwarded to it. Real libraries run under it in
+//! `metadata_clients.rs`.
+
+use crate::common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `wif-helper exec <direct flags> -- argv...`, not run yet.
+fn exec(w: &World, argv: &[&str]) -> Command {
+    let mut args: Vec<String> = vec!["exec".into()];
+    args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
+    args.push("--".into());
+    args.extend(argv.iter().map(|s| (*s).to_owned()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    w.command(&refs)
+}
+
+#[test]
+fn exec_passes_the_childs_exit_status() {
+    let w = World::new();
+    for (script, code) in [("exit 0", 0), ("exit 7", 7), ("kill -TERM $$", 143)] {
+        let out = exec(&w, &["sh", "-c", script]).output().expect("runs");
+        assert_eq!(out.status.code(), Some(code), "{script}: {out:?}");
+    }
+    // One exchange for all three children: the cache is shared.
+    assert_eq!(w.emu.count("google:sts.token"), 1);
+    let out = exec(&w, &["/nonexistent/program"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/program"));
+}
+
+#[test]
+fn exec_points_the_child_at_its_server_and_keeps_a_private_token_file() {
+    let w = World::new().env(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "/etc/wif/should-not-be-seen.json",
+    );
+    let script = r#"
+        echo "host=$GCE_METADATA_HOST"; echo "ip=$GCE_METADATA_IP"; echo "root=$GCE_METADATA_ROOT"
+        echo "detection=$METADATA_SERVER_DETECTION"; echo "project=$GOOGLE_CLOUD_PROJECT"
+        echo "gac=${GOOGLE_APPLICATION_CREDENTIALS-unset}"
+        echo "file=$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"
+        echo "mode=$(stat -c %a "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")"
+        echo "dirmode=$(stat -c %a "$(dirname "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")")"
+        echo "token=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")"
+        exec 3<>"/dev/tcp/${GCE_METADATA_HOST%:*}/${GCE_METADATA_HOST#*:}"
+        printf 'GET /computeMetadata/v1/instance/service-accounts/default/token HTTP/1.1\r\nHost: %s\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n' "$GCE_METADATA_HOST" >&3
+        echo "server=$(tail -n 1 <&3)"
+    "#;
+    let out = exec(&w, &["bash", "-c", script]).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout} {:?}", out.stderr);
+    let field = |k: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} not in {stdout}"))
+            .to_owned()
+    };
+    let host = field("host");
+    assert!(host.starts_with("127.0.0.1:"), "{host}");
+    assert_eq!(field("ip"), host);
+    assert_eq!(field("root"), host);
+    assert_eq!(field("detection"), "assume-present");
+    assert_eq!(field("project"), "wif-demo");
+    assert_eq!(field("gac"), "unset");
+    assert_eq!(field("mode"), "600");
+    assert_eq!(field("dirmode"), "700");
+    let token = field("token");
+    assert!(w.emu.issued_secrets().contains(&token));
+    let served: serde_json::Value = serde_json::from_str(&field("server")).expect("JSON");
+    assert_eq!(served["access_token"], token.as_str());
+    // Removed when the child is done.
+    let file = std::path::PathBuf::from(field("file"));
+    assert!(!file.exists(), "{}", file.display());
+    assert!(!file.parent().expect("dir").exists());
+    assert_eq!(w.emu.count("google:generateAccessToken"), 1);
+}
+
+#[test]
+fn exec_forwards_sigterm_to_the_child_and_exits_with_its_status() {
+    let w = World::new();
+    let script = r#"trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"#;
+    let mut child = exec(&w, &["sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "exec did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(42), "{status:?}");
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("got-term")
+    );
+}
+
+#[test]
+fn exec_runs_no_child_when_there_is_no_token() {
+    let w = World::new();
+    w.emu.set_outbound_federation(false);
+    let marker = w.dir.path().join("ran");
+    let mut args: Vec<String> = vec!["exec".into()];
+    // An OIDC provider needs outbound federation, which is off.
+    args.extend(w.direct_flags(&w.oidc_provider(), &w.emu.service_account()));
+    args.extend([
+        "--provider-type".into(),
+        "oidc".into(),
+        "--".into(),
+        "touch".into(),
+    ]);
+    args.push(marker.display().to_string());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = w.run(&refs);
+    run.error(
+        1,
+        "AWS_OUTBOUND_FEDERATION_DISABLED",
+        &["enable-outbound-web-identity-federation"],
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn exec_needs_a_command_after_the_separator() {
+    let w = World::new();
+    let mut args: Vec<String> = vec!["exec".into()];
+    args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = w.run(&refs);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("COMMAND"), "{}", run.stderr);
+}
