@@ -84,8 +84,8 @@ enum Command {
     PrintIdentityToken(print::IdentityTokenArgs),
     /// Serve the Compute Engine metadata server on loopback, for every Google library
     ///
-    /// Google libraries in every language (Python, Go, Java, Node, .NET, Ruby, PHP,
-    /// Rust) and gcloud find credentials on a Compute Engine VM by asking its metadata
+    /// Google libraries in every language (Python, Go, Java, Node, .NET, Ruby, Rust)
+    /// and gcloud find credentials on a Compute Engine VM by asking its metadata
     /// server; pointed here by GCE_METADATA_HOST and friends, they get the service
     /// account's access tokens and ID tokens through Application Default Credentials,
     /// with no credential file and no AWS-side setup (use an AWS provider, the default).
