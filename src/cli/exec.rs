@@ -60,7 +60,7 @@ pub(super) fn run(a: &ExecArgs, env: &Env) -> Result<ExitCode> {
         let local = bound.local_addr();
         let tokens = Arc::clone(app.tokens());
         // No child without a token: the first one says what is wrong.
-        let first = tokens.get(Kind::Access(Vec::new())).await?;
+        let first = tokens.get(&Kind::Access(Vec::new())).await?;
         let dir = private_dir(env)?;
         let file = dir.path.join("access-token");
         write_token(&file, &first)?;
@@ -166,7 +166,7 @@ async fn run_child(
 
 /// Rewrites `file` whenever the access token changes, just after the
 /// background refresh ([`crate::metadata::Tokens`]) made a new one.
-async fn keep_fresh(tokens: Arc<Tokens>, file: PathBuf, mut written: IssuedToken) {
+async fn keep_fresh(tokens: Arc<Tokens>, file: PathBuf, mut written: Arc<IssuedToken>) {
     loop {
         let due = written
             .expires_at
@@ -175,7 +175,7 @@ async fn keep_fresh(tokens: Arc<Tokens>, file: PathBuf, mut written: IssuedToken
             .saturating_sub(tokens.now())
             .saturating_add(2);
         tokio::time::sleep(Duration::from_secs(u64::try_from(due.max(5)).unwrap_or(5))).await;
-        match tokens.get(Kind::Access(Vec::new())).await {
+        match tokens.get(&Kind::Access(Vec::new())).await {
             Ok(t) if t.token != written.token => match write_token(&file, &t) {
                 Ok(()) => written = t,
                 Err(e) => tracing::warn!(error = %e, "could not rewrite the access-token file"),

@@ -187,7 +187,13 @@ async fn respond(app: &App, verdict: &Verdict, req: &Request<Incoming>) -> Respo
                 query: req.uri().query(),
                 flavor: h.get("metadata-flavor").map(HeaderValue::as_bytes),
                 forwarded: h.contains_key("x-forwarded-for"),
-                host: h.get(header::HOST).map(HeaderValue::as_bytes),
+                // An absolute-form request line (`GET http://name/…`) names the
+                // host itself, and wins over the header (RFC 9112 §3.2.2).
+                host: req
+                    .uri()
+                    .authority()
+                    .map(|a| a.as_str().as_bytes())
+                    .or_else(|| h.get(header::HOST).map(HeaderValue::as_bytes)),
                 has_body,
             };
             app.answer(&ask).await

@@ -30,7 +30,7 @@ use crate::service::{TokenService, Want};
 use crate::token::IssuedToken;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -52,13 +52,15 @@ pub(crate) enum Kind {
     },
 }
 
-type Outcome = Option<Result<IssuedToken>>;
+type Outcome = Option<Result<Arc<IssuedToken>>>;
 
 /// One token's memory, fetch in flight and refresher.
 struct Slot {
     kind: Kind,
     service: TokenService,
-    current: Mutex<Option<IssuedToken>>,
+    /// Read on every request: a read lock, so a preempted reader never
+    /// holds the others up.
+    current: RwLock<Option<Arc<IssuedToken>>>,
     flight: Mutex<Option<watch::Receiver<Outcome>>>,
     /// Asked for since the last refresh.
     used: AtomicBool,
@@ -68,6 +70,14 @@ struct Slot {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T: Clone>(m: &RwLock<T>) -> T {
+    m.read().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+fn write<T>(m: &RwLock<T>, value: T) {
+    *m.write().unwrap_or_else(PoisonError::into_inner) = value;
 }
 
 /// How long before the slack a token is refreshed in the background: the
@@ -80,15 +90,16 @@ pub(crate) fn lead(t: &IssuedToken) -> i64 {
 }
 
 impl Slot {
-    fn fresh(&self, now: i64) -> Option<IssuedToken> {
-        lock(&self.current)
-            .as_ref()
-            .filter(|t| t.is_fresh(now))
-            .cloned()
+    fn fresh(&self, now: i64) -> Option<Arc<IssuedToken>> {
+        read(&self.current).filter(|t| t.is_fresh(now))
     }
 
-    fn current(&self) -> Option<IssuedToken> {
-        lock(&self.current).clone()
+    fn fresh_ahead(&self, now: i64, ahead: i64) -> Option<Arc<IssuedToken>> {
+        read(&self.current).filter(|t| t.is_fresh_ahead(now, ahead))
+    }
+
+    fn current(&self) -> Option<Arc<IssuedToken>> {
+        read(&self.current)
     }
 
     fn want(&self) -> Want<'_> {
@@ -106,27 +117,23 @@ impl Slot {
 
     /// Joins the fetch in flight, or starts one asking for a token fresh
     /// `ahead` seconds past the slack, and waits for its outcome.
-    async fn fetch(self: &Arc<Self>, tokens: &Arc<Tokens>, ahead: i64) -> Result<IssuedToken> {
+    async fn fetch(self: &Arc<Self>, tokens: &Arc<Tokens>, ahead: i64) -> Result<Arc<IssuedToken>> {
         let mut rx = {
             let mut flight = lock(&self.flight);
             match flight.as_ref() {
                 Some(rx) => rx.clone(),
                 None => {
                     // A fetch may have ended since the caller looked.
-                    let now = tokens.now();
-                    if let Some(t) = lock(&self.current)
-                        .as_ref()
-                        .filter(|t| t.is_fresh_ahead(now, ahead))
-                    {
-                        return Ok(t.clone());
+                    if let Some(t) = self.fresh_ahead(tokens.now(), ahead) {
+                        return Ok(t);
                     }
                     let (tx, rx) = watch::channel(None);
                     *flight = Some(rx.clone());
                     let (slot, tokens) = (Arc::clone(self), Arc::clone(tokens));
                     tokio::spawn(async move {
-                        let outcome = slot.service.issued(slot.want(), ahead).await;
+                        let outcome = slot.service.issued(slot.want(), ahead).await.map(Arc::new);
                         if let Ok(t) = &outcome {
-                            *lock(&slot.current) = Some(t.clone());
+                            write(&slot.current, Some(Arc::clone(t)));
                         }
                         *lock(&slot.flight) = None;
                         if outcome.is_ok() {
@@ -152,13 +159,13 @@ impl Slot {
 pub(crate) struct Tokens {
     base: TokenService,
     clock: Arc<dyn Clock>,
-    slots: Mutex<HashMap<Kind, Arc<Slot>>>,
+    slots: RwLock<HashMap<Kind, Arc<Slot>>>,
 }
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokens")
-            .field("slots", &lock(&self.slots).len())
+            .field("slots", &self.slots.read().map_or(0, |s| s.len()))
             .finish_non_exhaustive()
     }
 }
@@ -169,7 +176,7 @@ impl Tokens {
         Arc::new(Self {
             clock: Arc::clone(base.clock()),
             base,
-            slots: Mutex::new(HashMap::new()),
+            slots: RwLock::new(HashMap::new()),
         })
     }
 
@@ -179,8 +186,8 @@ impl Tokens {
     }
 
     /// A fresh token of `kind`: from memory, or the one fetch in flight.
-    pub(crate) async fn get(self: &Arc<Self>, kind: Kind) -> Result<IssuedToken> {
-        let slot = match self.slot(&kind)? {
+    pub(crate) async fn get(self: &Arc<Self>, kind: &Kind) -> Result<Arc<IssuedToken>> {
+        let slot = match self.slot(kind)? {
             Some(slot) => slot,
             None => return self.unslotted(kind).await,
         };
@@ -194,7 +201,16 @@ impl Tokens {
     /// The slot for `kind`, made on first use; `None` when [`MAX_SLOTS`]
     /// are taken by tokens still in use.
     fn slot(&self, kind: &Kind) -> Result<Option<Arc<Slot>>> {
-        let mut slots = lock(&self.slots);
+        // Every request: a read lock.
+        if let Some(s) = self
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(kind)
+        {
+            return Ok(Some(Arc::clone(s)));
+        }
+        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = slots.get(kind) {
             return Ok(Some(Arc::clone(s)));
         }
@@ -212,7 +228,7 @@ impl Tokens {
         let slot = Arc::new(Slot {
             service: self.service_for(kind)?,
             kind: kind.clone(),
-            current: Mutex::new(None),
+            current: RwLock::new(None),
             flight: Mutex::new(None),
             used: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
@@ -229,13 +245,13 @@ impl Tokens {
     }
 
     /// A token with no slot (too many distinct ones): through the disk cache.
-    async fn unslotted(&self, kind: Kind) -> Result<IssuedToken> {
+    async fn unslotted(&self, kind: &Kind) -> Result<Arc<IssuedToken>> {
         tracing::warn!(
             max = MAX_SLOTS,
             "too many distinct tokens in memory; serving this one from the disk cache"
         );
-        let service = self.service_for(&kind)?;
-        match &kind {
+        let service = self.service_for(kind)?;
+        let token = match kind {
             Kind::Access(_) => service.issued(Want::Access, 0).await,
             Kind::Id {
                 audience,
@@ -251,7 +267,8 @@ impl Tokens {
                     )
                     .await
             }
-        }
+        };
+        token.map(Arc::new)
     }
 
     /// Starts `slot`'s refresher unless one runs.

@@ -169,6 +169,13 @@ fn requests_without_the_header_through_a_proxy_or_for_another_host_are_refused()
         assert!(r.body.contains(needle), "{why}: {}", r.body);
         assert_eq!(r.header("metadata-flavor"), Some("Google"), "{why}");
     }
+    // A request line naming another host (absolute form) is refused as well.
+    let r = get(
+        &m.addr,
+        "http://attacker.example.com/computeMetadata/v1/instance/service-accounts/default/token",
+        &[("Metadata-Flavor", "Google")],
+    );
+    assert_eq!(r.status, 403, "{r:?}");
     // The names a real client uses are fine.
     for host in ["localhost", "metadata.google.internal", "127.0.0.1:1"] {
         let r = get(

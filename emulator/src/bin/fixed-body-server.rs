@@ -43,7 +43,10 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{{\"listen\":\"{addr}\"}}");
         let _ = out.flush();
