@@ -14,6 +14,7 @@ use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::output;
 use crate::settings::{CacheSettings, DEFAULT_IAM_CREDENTIALS_URL, DEFAULT_TOKEN_URL, validate};
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -35,11 +36,28 @@ use std::process::ExitCode;
 /// SSO, web identity, ECS/EKS, EC2). Tokens are cached on disk, shared by
 /// every process of the user, and refreshed 300 s before they expire.
 #[derive(Debug, Parser)]
-#[command(name = "wif-helper", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "wif-helper",
+    version,
+    long_version = LONG_VERSION,
+    about,
+    long_about,
+    max_term_width = 100
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// `--version`: the version, the commit it was built from and the target.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WIF_HELPER_COMMIT"),
+    ", ",
+    env!("WIF_HELPER_TARGET"),
+    ")"
+);
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -79,6 +97,7 @@ enum Command {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "AWS credentials")]
 struct AwsArgs {
     /// AWS region for STS (default: the AWS region chain: AWS_REGION, profile, EC2 metadata)
     #[arg(long, env = "WIF_HELPER_REGION", value_name = "REGION")]
@@ -118,12 +137,13 @@ impl AwsArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cache and logs")]
 struct CacheArgs {
     /// Token cache directory (default: $XDG_CACHE_HOME/wif-helper or ~/.cache/wif-helper)
     #[arg(long, env = "WIF_HELPER_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
-    /// Do not read or write the token cache
-    #[arg(long, env = "WIF_HELPER_NO_CACHE")]
+    /// Do not read or write the token cache (env: 1/0, true/false, yes/no, on/off)
+    #[arg(long, env = "WIF_HELPER_NO_CACHE", value_parser = BoolishValueParser::new())]
     no_cache: bool,
 }
 
@@ -137,6 +157,7 @@ impl CacheArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cache and logs")]
 struct LogArgs {
     /// Append diagnostic logs (secrets redacted) to this file
     #[arg(long, env = "WIF_HELPER_LOG_FILE", value_name = "PATH")]
@@ -181,6 +202,7 @@ pub(crate) fn main() -> ExitCode {
 
 /// `--duration`: the lifetime of the AWS-issued JWT.
 #[derive(Debug, Clone, Copy, Args)]
+#[command(next_help_heading = "Advanced")]
 struct JwtDurationArg {
     /// Lifetime of the AWS-issued token, 60..=3600 seconds
     #[arg(
@@ -198,6 +220,7 @@ impl JwtDurationArg {
 
 /// `--timeout-millis`: the deadline of one run.
 #[derive(Debug, Clone, Copy, Args)]
+#[command(next_help_heading = "Advanced")]
 struct TimeoutArg {
     /// Finish, successfully or not, within this many milliseconds
     #[arg(
@@ -211,6 +234,7 @@ struct TimeoutArg {
 
 /// The Google endpoints (overridable for other universes and the emulator).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Advanced: Google endpoints (other universes, emulators)")]
 struct GoogleUrlArgs {
     /// Google STS token endpoint
     #[arg(long, env = "WIF_HELPER_TOKEN_URL", value_name = "URL", default_value = DEFAULT_TOKEN_URL)]
@@ -219,6 +243,20 @@ struct GoogleUrlArgs {
     #[arg(long, env = "WIF_HELPER_IAM_CREDENTIALS_URL", value_name = "URL",
           default_value = DEFAULT_IAM_CREDENTIALS_URL)]
     iam_credentials_url: String,
+}
+
+/// `--lifetime`: whole seconds, written `3600` or `3600s` as gcloud and
+/// google-github-actions/auth write it; zero and negative values are refused
+/// with the flag named (clap puts the flag before this message).
+fn parse_lifetime(text: &str) -> std::result::Result<u32, String> {
+    let digits = text.trim().strip_suffix('s').unwrap_or(text.trim());
+    match digits.parse::<i64>() {
+        Ok(n) if n >= 1 => u32::try_from(n).map_err(|_| format!("{n} seconds is too long")),
+        Ok(n) => Err(format!(
+            "{n} is not a lifetime: give a positive number of seconds, such as 3600 or 3600s"
+        )),
+        Err(_) => Err("expected a number of seconds, such as 3600 or 3600s".into()),
+    }
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -233,5 +271,15 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lifetimes_are_written_as_gcloud_writes_them() {
+        assert_eq!(super::parse_lifetime("3600"), Ok(3600));
+        assert_eq!(super::parse_lifetime("3600s"), Ok(3600));
+        assert_eq!(super::parse_lifetime(" 600s "), Ok(600));
+        for bad in ["-5", "0", "0s", "1h", "", "s", "99999999999"] {
+            assert!(super::parse_lifetime(bad).is_err(), "{bad}");
+        }
     }
 }

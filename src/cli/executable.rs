@@ -30,19 +30,19 @@ pub(super) struct ExecutableArgs {
     /// (default: GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE, set by most client libraries)
     #[arg(long, env = "WIF_HELPER_PROVIDER", value_name = "RESOURCE")]
     provider: Option<String>,
-    #[command(flatten)]
-    duration: JwtDurationArg,
     /// Also write the response here, atomically (default: GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE)
     #[arg(long, env = "GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", value_name = "PATH")]
     output_file: Option<PathBuf>,
-    #[command(flatten)]
-    timeout: TimeoutArg,
     #[command(flatten)]
     aws: AwsArgs,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    timeout: TimeoutArg,
+    #[command(flatten)]
+    duration: JwtDurationArg,
 }
 
 /// Executable mode: one JSON object on stdout, nothing on stderr, exit 0.

@@ -15,16 +15,27 @@ use crate::service::{Token, TokenService};
 use crate::settings::{ServiceSettings, validate};
 use crate::subject::ProviderType;
 use clap::Args;
+use clap::builder::BoolishValueParser;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub(super) struct TokenArgs {
     /// Workload identity pool provider:
     /// projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROV
-    #[arg(long, env = "WIF_HELPER_PROVIDER", value_name = "RESOURCE")]
+    #[arg(
+        long,
+        env = "WIF_HELPER_PROVIDER",
+        value_name = "RESOURCE",
+        display_order = 1
+    )]
     provider: String,
     /// Service account to impersonate (email or unique ID)
-    #[arg(long, env = "WIF_HELPER_SERVICE_ACCOUNT", value_name = "EMAIL")]
+    #[arg(
+        long,
+        env = "WIF_HELPER_SERVICE_ACCOUNT",
+        value_name = "EMAIL",
+        display_order = 2
+    )]
     service_account: String,
     /// Provider type: `aws` (signed GetCallerIdentity, `providers create-aws`) or
     /// `oidc` (AWS-issued JWT, an OIDC provider trusting the account's issuer)
@@ -32,7 +43,8 @@ pub(super) struct TokenArgs {
         long,
         env = "WIF_HELPER_PROVIDER_TYPE",
         value_name = "TYPE",
-        default_value = "aws"
+        default_value = "aws",
+        display_order = 3
     )]
     provider_type: ProviderType,
     /// Service accounts in the delegation chain, comma-separated
@@ -40,20 +52,17 @@ pub(super) struct TokenArgs {
         long,
         env = "WIF_HELPER_DELEGATES",
         value_name = "EMAILS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        display_order = 20
     )]
     delegates: Vec<String>,
-    #[command(flatten)]
-    google: GoogleUrlArgs,
-    #[command(flatten)]
-    duration: JwtDurationArg,
-    #[command(flatten)]
-    timeout: TimeoutArg,
     /// Output: the bare token, or JSON with the token, its expiry and type
-    #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text)]
+    #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text,
+          display_order = 30)]
     format: Format,
     /// Log diagnostics (secrets redacted) to stderr
-    #[arg(short, long, env = "WIF_HELPER_VERBOSE")]
+    #[arg(short, long, env = "WIF_HELPER_VERBOSE", value_parser = BoolishValueParser::new(),
+          display_order = 31)]
     verbose: bool,
     #[command(flatten)]
     aws: AwsArgs,
@@ -61,37 +70,55 @@ pub(super) struct TokenArgs {
     cache: CacheArgs,
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    timeout: TimeoutArg,
+    #[command(flatten)]
+    duration: JwtDurationArg,
+    #[command(flatten)]
+    google: GoogleUrlArgs,
 }
 
 #[derive(Debug, Args)]
 pub(super) struct AccessTokenArgs {
-    #[command(flatten)]
-    common: TokenArgs,
+    // Declared before the shared flags so they are listed with the everyday
+    // ones (display_order puts them after --provider and --service-account).
     /// OAuth scopes, comma-separated
     #[arg(long, env = "WIF_HELPER_SCOPES", value_name = "S1,S2", value_delimiter = ',',
-          default_value = crate::settings::CLOUD_PLATFORM_SCOPE)]
+          default_value = crate::settings::CLOUD_PLATFORM_SCOPE, display_order = 10)]
     scopes: Vec<String>,
-    /// Token lifetime in seconds, up to 3600 (up to 43200 where the organization policy
-    /// constraints/iam.allowServiceAccountCredentialLifetimeExtension allows it)
+    /// Token lifetime in seconds (`3600` or `3600s`), up to 3600 (up to 43200 where the
+    /// organization policy constraints/iam.allowServiceAccountCredentialLifetimeExtension allows it)
     #[arg(
         long,
         env = "WIF_HELPER_LIFETIME",
         value_name = "SECONDS",
-        default_value_t = 3600
+        default_value = "3600",
+        value_parser = super::parse_lifetime,
+        allow_negative_numbers = true,
+        display_order = 11
     )]
     lifetime: u32,
+    #[command(flatten)]
+    common: TokenArgs,
 }
 
 #[derive(Debug, Args)]
 pub(super) struct IdentityTokenArgs {
-    #[command(flatten)]
-    common: TokenArgs,
-    /// The receiving service's URL or client ID (the token's `aud`)
-    #[arg(long, env = "WIF_HELPER_AUDIENCE", value_name = "AUDIENCE")]
+    /// The receiving service's URL or client ID (the token's `aud`; gcloud's `--audiences`)
+    #[arg(
+        long,
+        visible_alias = "audiences",
+        env = "WIF_HELPER_AUDIENCE",
+        value_name = "AUDIENCE",
+        display_order = 10
+    )]
     audience: String,
     /// Include the service account's `email` and `email_verified` claims
-    #[arg(long, env = "WIF_HELPER_INCLUDE_EMAIL")]
+    #[arg(long, env = "WIF_HELPER_INCLUDE_EMAIL", value_parser = BoolishValueParser::new(),
+          display_order = 11)]
     include_email: bool,
+    #[command(flatten)]
+    common: TokenArgs,
 }
 
 impl TokenArgs {

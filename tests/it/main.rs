@@ -20,6 +20,7 @@ mod cache_safety;
 mod client_libraries;
 mod executable;
 mod faults;
+mod first_contact;
 mod generate_config;
 mod hardening;
 mod identity_binding;
