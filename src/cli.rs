@@ -5,6 +5,7 @@
 //! protocol JSON object on stdout, nothing on stderr, and exits 0 (see
 //! `docs/executable-protocol.md` for why 0).
 
+mod cache_cmd;
 mod executable;
 mod generate_config;
 mod print;
@@ -94,6 +95,13 @@ enum Command {
     ///     --audience https://my-service-abc123-uc.a.run.app)" https://my-service-abc123-uc.a.run.app
     #[command(verbatim_doc_comment)]
     PrintIdentityToken(print::IdentityTokenArgs),
+    /// Show or clear the token cache (never prints a token)
+    ///
+    /// The cache lives in $XDG_CACHE_HOME/wif-helper (else ~/.cache/wif-helper; when that cannot
+    /// be used, $XDG_RUNTIME_DIR/wif-helper or $TMPDIR/wif-helper-UID). Deleting it is always
+    /// safe: the next call fetches anew.
+    #[command(subcommand)]
+    Cache(cache_cmd::CacheCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -189,6 +197,7 @@ pub(crate) fn main() -> ExitCode {
         Command::GenerateConfig(a) => generate_config::run(a),
         Command::PrintAccessToken(a) => print::access_token(a, &env),
         Command::PrintIdentityToken(a) => print::identity_token(a, &env),
+        Command::Cache(c) => cache_cmd::run(c, &env),
         Command::Executable(_) => return executable::main_executable(&argv, &env),
     };
     match result {

@@ -225,3 +225,80 @@ fn a_config_generated_by_root_works_for_another_user() {
             .any(|s| v["token"] == *s.as_str())
     );
 }
+
+/// `cache list` shows what is cached and never a token; `cache clear` while
+/// 20 processes use the cache loses no request.
+#[test]
+fn cache_list_shows_no_token_and_clear_is_safe_under_load() {
+    let w = World::new();
+    let cache_dir = w.cache_dir();
+    let dir = cache_dir.to_str().unwrap_or_default().to_owned();
+    w.executable(&[]).success();
+    let access = direct(&w, "print-access-token", &w.aws_provider(), &[]);
+    let id = direct(
+        &w,
+        "print-identity-token",
+        &w.aws_provider(),
+        &["--audience", "https://a.run.app"],
+    );
+    assert_eq!((access.status, id.status), (0, 0));
+    let list = w.run(&["cache", "list", "--cache-dir", &dir]);
+    assert_eq!(list.status, 0, "{}", list.stderr);
+    for needle in [
+        "jwt",
+        "sts",
+        "access",
+        "id",
+        &w.emu.service_account(),
+        "https://a.run.app",
+    ] {
+        assert!(
+            list.stdout.contains(needle),
+            "{needle} not in {}",
+            list.stdout
+        );
+    }
+    let json = w
+        .run(&["cache", "list", "--cache-dir", &dir, "--format", "json"])
+        .json();
+    assert_eq!(json["entries"].as_array().map(Vec::len), Some(4), "{json}");
+    for secret in w.emu.issued_secrets() {
+        assert!(!list.stdout.contains(&secret) && !json.to_string().contains(&secret));
+    }
+    assert!(!list.stdout.contains(access.stdout.trim()));
+
+    // 20 processes, and `cache clear` over and over meanwhile.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clearer = {
+        let (stop, dir) = (stop.clone(), dir.clone());
+        let bin = BIN;
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = std::process::Command::new(bin)
+                    .args(["cache", "clear", "--cache-dir", &dir])
+                    .output()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let mut args: Vec<String> = vec!["print-access-token".into()];
+    args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
+    let runs = w.spawn_all(&vec![args; 20]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let clears = clearer
+        .join()
+        .unwrap_or_else(|_| panic!("clearer panicked"));
+    assert!(clears >= 1);
+    for r in &runs {
+        assert_eq!(r.status, 0, "{}", r.stderr);
+        assert!(w.emu.issued_secrets().contains(&r.stdout.trim().to_owned()));
+    }
+}
