@@ -5,10 +5,10 @@
 //! A cached token is served without starting an async runtime, TLS or the
 //! AWS configuration.
 
-use super::{AwsArgs, CacheArgs, Format, GoogleUrlArgs, JwtDurationArg, LogArgs, TimeoutArg};
+use super::{AwsArgs, CacheArgs, GoogleUrlArgs, JwtDurationArg, LogArgs, TimeoutArg};
 use crate::deadline::Deadline;
 use crate::env::Env;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::logging::{self, Sink};
 use crate::output;
 use crate::service::{Token, TokenService};
@@ -17,6 +17,28 @@ use crate::subject::ProviderType;
 use clap::Args;
 use clap::builder::BoolishValueParser;
 use std::time::Duration;
+
+/// `--format` of the print commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum PrintFormat {
+    /// The bare token.
+    Text,
+    /// `{"access_token"|"id_token", "expiration_time", "token_type"}`.
+    Json,
+    /// `export` lines (access tokens).
+    Env,
+}
+
+/// The variables `--format env` sets: Terraform's google provider reads
+/// the first; gcloud reads the second (and, being a property,
+/// `CLOUDSDK_AUTH_ACCESS_TOKEN_FILE`). Neither refreshes it: re-run before
+/// `expiration_time` (the README says how each refreshes instead).
+const ENV_VARIABLES: [&str; 2] = ["GOOGLE_OAUTH_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"];
+
+/// `'text'` for a POSIX shell.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
 
 #[derive(Debug, Args)]
 pub(super) struct TokenArgs {
@@ -56,10 +78,11 @@ pub(super) struct TokenArgs {
         display_order = 20
     )]
     delegates: Vec<String>,
-    /// Output: the bare token, or JSON with the token, its expiry and type
-    #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text,
+    /// Output: the bare token; JSON with the token, its expiry and type; or (access tokens)
+    /// `export` lines for Terraform and gcloud: eval "$(wif-helper print-access-token --format env)"
+    #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = PrintFormat::Text,
           display_order = 30)]
-    format: Format,
+    format: PrintFormat,
     /// Log diagnostics (secrets redacted) to stderr
     #[arg(short, long, env = "WIF_HELPER_VERBOSE", value_parser = BoolishValueParser::new(),
           display_order = 31)]
@@ -154,10 +177,10 @@ impl TokenArgs {
         ))
     }
 
-    fn print(&self, token: &Token, field: &str) {
+    fn print(&self, token: &Token, field: &str) -> Result<()> {
         match self.format {
-            Format::Text => output::stdout(token.token.expose()),
-            Format::Json => output::stdout(
+            PrintFormat::Text => output::stdout(token.token.expose()),
+            PrintFormat::Json => output::stdout(
                 &serde_json::json!({
                     field: token.token.expose(),
                     "expiration_time": token.expires_at_unix(),
@@ -165,7 +188,28 @@ impl TokenArgs {
                 })
                 .to_string(),
             ),
+            PrintFormat::Env if field == "access_token" => {
+                let value = shell_quote(token.token.expose());
+                let mut out = format!(
+                    "# expires at {} (Unix {}); nothing refreshes these: run again before then\n",
+                    token
+                        .expires_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    token.expires_at_unix()
+                );
+                for var in ENV_VARIABLES {
+                    out.push_str(&format!("export {var}={value}\n"));
+                }
+                output::stdout(out.trim_end());
+            }
+            PrintFormat::Env => {
+                return Err(Error::invalid(
+                    "--format env is for print-access-token; use --format text or json",
+                ));
+            }
         }
+        Ok(())
     }
 }
 
@@ -178,11 +222,15 @@ pub(super) fn access_token(a: &AccessTokenArgs, env: &Env) -> Result<()> {
         Some(t) => t,
         None => a.common.deadline().block_on(svc.access_token())?,
     };
-    a.common.print(&token, "access_token");
-    Ok(())
+    a.common.print(&token, "access_token")
 }
 
 pub(super) fn identity_token(a: &IdentityTokenArgs, env: &Env) -> Result<()> {
+    if a.common.format == PrintFormat::Env {
+        return Err(Error::invalid(
+            "--format env is for print-access-token; use --format text or json",
+        ));
+    }
     let svc = a.common.service(env, |_| {})?;
     let token = match svc.cached_id_token(&a.audience, a.include_email)? {
         Some(t) => t,
@@ -191,6 +239,5 @@ pub(super) fn identity_token(a: &IdentityTokenArgs, env: &Env) -> Result<()> {
             .deadline()
             .block_on(svc.id_token(&a.audience, a.include_email))?,
     };
-    a.common.print(&token, "id_token");
-    Ok(())
+    a.common.print(&token, "id_token")
 }

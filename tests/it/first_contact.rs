@@ -302,3 +302,38 @@ fn cache_list_shows_no_token_and_clear_is_safe_under_load() {
         assert!(w.emu.issued_secrets().contains(&r.stdout.trim().to_owned()));
     }
 }
+
+/// `--format env`: export lines a shell can eval, for Terraform and gcloud.
+#[test]
+fn format_env_prints_export_lines_a_shell_can_eval() {
+    let w = World::new();
+    let r = direct(
+        &w,
+        "print-access-token",
+        &w.aws_provider(),
+        &["--format", "env"],
+    );
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "{}\nprintf '%s\\n%s\\n' \"$GOOGLE_OAUTH_ACCESS_TOKEN\" \"$CLOUDSDK_AUTH_ACCESS_TOKEN\"",
+                r.stdout
+            ),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert_eq!(lines[0], lines[1]);
+    assert!(w.emu.issued_secrets().contains(&lines[0].to_owned()));
+    let id = direct(
+        &w,
+        "print-identity-token",
+        &w.aws_provider(),
+        &["--audience", "https://a.run.app", "--format", "env"],
+    );
+    id.error(2, "INVALID_ARGUMENT", &["print-access-token"]);
+}
