@@ -30,6 +30,7 @@ use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
 use crate::text::{error_chain as chain, quote};
 use aws_config::BehaviorVersion;
+use aws_config::meta::ProviderChainError;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
@@ -184,10 +185,31 @@ fn not_found(detail: Option<&str>) -> Error {
     Error::new(ErrorCode::AwsCredentialsNotFound, msg)
 }
 
+/// The [`transport::TooLarge`] behind `e`: among its sources, or among
+/// those of a provider the default chain tried (aws-config keeps each
+/// attempt's error in a [`ProviderChainError`], not in the chain of sources).
+fn too_large(e: &CredentialsError) -> Option<&transport::TooLarge> {
+    transport::TooLarge::find(e).or_else(|| {
+        std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .find_map(|e| e.downcast_ref::<ProviderChainError<CredentialsError>>())?
+        .attempts()
+        .iter()
+        .find_map(|a| transport::TooLarge::find(a.error()))
+    })
+}
+
 fn credentials_error(e: &CredentialsError, assume_role: Option<&str>) -> Error {
     // Classify on the full context (it holds AWS's error codes), print the chain.
     let context = DisplayErrorContext(e).to_string();
     let detail = chain(e);
+    if let Some(too_large) = too_large(e) {
+        return Error::new(
+            ErrorCode::AwsError,
+            format!("could not load AWS credentials: {too_large}"),
+        );
+    }
     match e {
         CredentialsError::CredentialsNotLoaded(_) => not_found(Some(&detail)),
         CredentialsError::ProviderTimedOut(_) => Error::new(
