@@ -6,6 +6,11 @@
 //! `HTTP_PROXY` / `NO_PROXY` honoured (reqwest reads them by default).
 //! It is built only on a cache miss, so a cache hit never sets up TLS.
 //!
+//! It never follows a redirect: a 307 or 308 would make it send the request
+//! again, body and all (the subject token, a federated token), to wherever
+//! the `Location` says. A 3xx is an error naming the service, its host and
+//! the host it pointed to, and it is not retried.
+//!
 //! [`send_with_retry`] is the retry policy: 429, 500, 502, 503, 504,
 //! connection failures and timeouts are retried with full-jitter exponential
 //! backoff (100 ms base, doubling, capped at 2 s, at most [`MAX_ATTEMPTS`]
@@ -16,7 +21,7 @@
 
 use crate::deadline::Deadline;
 use crate::error::{Error, ErrorCode, Result};
-use crate::text::error_chain as chain;
+use crate::text::{error_chain as chain, quote};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
@@ -42,6 +47,7 @@ pub(crate) fn client(request_timeout: Duration) -> Result<reqwest::Client> {
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(request_timeout)
         .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| {
             Error::new(
@@ -169,6 +175,15 @@ pub(crate) async fn send_with_retry(
         let host = request.url().host_str().unwrap_or("?").to_owned();
         let started = Instant::now();
         let outcome = match client.execute(request).await {
+            Ok(resp) if resp.status().is_redirection() => {
+                tracing::debug!(
+                    service = what,
+                    host,
+                    status = resp.status().as_u16(),
+                    "redirect"
+                );
+                return Err(redirect_error(what, &host, &resp));
+            }
             Ok(resp) => read_body(resp).await,
             Err(e) => Err(e),
         };
@@ -232,6 +247,34 @@ async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Response,
     Ok(Response { status, body })
 }
 
+/// A 3xx answer: never followed (the request would be re-sent with its
+/// token), never retried. Names the host the `Location` points to, not its
+/// path or query.
+fn redirect_error(what: &str, host: &str, resp: &reqwest::Response) -> Error {
+    let to = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| resp.url().join(l).ok())
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{}://{h}:{p}", u.scheme()),
+                None => format!("{}://{h}", u.scheme()),
+            })
+        })
+        .map(|to| format!(" to {}", quote(&to)))
+        .unwrap_or_default();
+    Error::new(
+        ErrorCode::GoogleError,
+        format!(
+            "{what} at {host} answered with a redirect (HTTP {}){to}; wif-helper does not \
+             follow redirects, so the request and its token were not sent on: check the \
+             endpoint URL (--token-url, --iam-credentials-url) and any proxy in the way",
+            resp.status().as_u16()
+        ),
+    )
+}
+
 fn transport_error(what: &str, host: &str, e: &reqwest::Error, took: Duration) -> Error {
     let detail = describe(e);
     match TransportFailure::of(e) {
@@ -274,6 +317,17 @@ pub(crate) mod fake {
 
     impl FakeServer {
         pub(crate) fn start(script: Vec<(u16, String)>) -> Self {
+            Self::with_headers(
+                script
+                    .into_iter()
+                    .map(|(status, body)| (status, String::new(), body))
+                    .collect(),
+            )
+        }
+
+        /// Like [`FakeServer::start`], each answer with extra header lines
+        /// (`name: value\r\n` each).
+        pub(crate) fn with_headers(script: Vec<(u16, String, String)>) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
             let url = format!(
                 "http://{}",
@@ -282,7 +336,7 @@ pub(crate) mod fake {
             let requests = Arc::new(Mutex::new(Vec::new()));
             let seen = Arc::clone(&requests);
             std::thread::spawn(move || {
-                for (status, body) in script {
+                for (status, headers, body) in script {
                     let Ok((stream, _)) = listener.accept() else {
                         return;
                     };
@@ -311,7 +365,7 @@ pub(crate) mod fake {
                     let mut stream = reader.into_inner();
                     let _ = write!(
                         stream,
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = stream.flush();
@@ -476,6 +530,49 @@ mod tests {
             .await?;
             assert_eq!(r.status, status);
             assert_eq!(server.requests().len(), 1, "{status}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_or_retried_and_name_both_hosts() -> Result<()> {
+        for status in [301, 302, 303, 307, 308] {
+            let elsewhere = FakeServer::start(script(&[200, 200]));
+            let redirecting = FakeServer::with_headers(vec![
+                (
+                    status,
+                    format!("location: {}/steal?subject_token=x\r\n", elsewhere.url),
+                    "{}".into(),
+                ),
+                (200, String::new(), "{}".into()),
+            ]);
+            let client = client(Duration::from_secs(5))?;
+            let e = send_with_retry(
+                Deadline::after(Duration::from_secs(10)),
+                "Google STS",
+                || {
+                    client
+                        .post(format!("{}/v1/token", redirecting.url))
+                        .body("subject_token=eyJhbGciOiJSUzI1NiJ9.eyJhIjoxfQ.c2ln")
+                },
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{status}: expected an error"));
+            assert_eq!(e.code(), ErrorCode::GoogleError, "{e}");
+            assert!(!e.is_transient(), "{e}");
+            let to = format!(
+                "redirect (HTTP {status}) to {}",
+                elsewhere.url.replace("localhost", "127.0.0.1")
+            );
+            let m = e.message();
+            assert!(
+                m.contains("Google STS at 127.0.0.1") && m.contains(&to),
+                "{m}"
+            );
+            assert!(!m.contains("steal") && !m.contains("subject_token"), "{m}");
+            assert_eq!(redirecting.requests().len(), 1, "{status} was retried");
+            assert_eq!(elsewhere.requests().len(), 0, "{status} was followed");
         }
         Ok(())
     }

@@ -296,6 +296,72 @@ fn a_200_mib_answer_from_aws_fails_clearly_and_is_not_buffered() {
     }
 }
 
+// ------------------------------------------------------------ 2. redirects
+
+/// A server that redirects every request to a recording server, and that one.
+fn redirector() -> (Hostile, Hostile) {
+    let elsewhere = Hostile::start(|s, n| {
+        send(s, n, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+    });
+    let to = format!("{}/collect", elsewhere.url);
+    let redirecting = Hostile::start(move |s, n| {
+        let answer = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n"
+        );
+        send(s, n, answer.as_bytes());
+    });
+    (redirecting, elsewhere)
+}
+
+#[test]
+fn a_google_endpoint_answering_307_gets_no_token_re_sent_elsewhere() {
+    for endpoint in ["--token-url", "--iam-credentials-url"] {
+        let w = World::new();
+        let (redirecting, elsewhere) = redirector();
+        let url = match endpoint {
+            "--token-url" => format!("{}/v1/token", redirecting.url),
+            _ => redirecting.url.clone(),
+        };
+        let run = print_access_token(&w, &[endpoint, &url, "--no-cache"]);
+        assert_eq!(run.stdout, "", "{endpoint}");
+        run.error(
+            1,
+            "GOOGLE_ERROR",
+            &[
+                "redirect (HTTP 307)",
+                &format!("to {}", elsewhere.url),
+                "127.0.0.1",
+                "does not follow redirects",
+                endpoint,
+            ],
+        );
+        // What the redirect asked to have re-sent.
+        let asked = redirecting.requests();
+        assert_eq!(asked.len(), 1, "{endpoint}: retried");
+        let secret = match endpoint {
+            "--token-url" => "subject_token=",
+            _ => "Bearer ",
+        };
+        assert!(asked[0].contains(secret), "{endpoint}: {}", asked[0]);
+        assert_eq!(
+            elsewhere.connections(),
+            0,
+            "{endpoint}: the redirect was followed"
+        );
+    }
+}
+
+#[test]
+fn an_aws_sts_endpoint_answering_307_gets_no_request_re_sent_elsewhere() {
+    let (redirecting, elsewhere) = redirector();
+    let w = World::new().env("AWS_ENDPOINT_URL_STS", &redirecting.url);
+    let msg = w.executable(&[]).failure("AWS_ERROR");
+    assert!(msg.contains("HTTP 307"), "{msg}");
+    assert_eq!(redirecting.connections(), 1, "retried");
+    assert_eq!(elsewhere.connections(), 0, "the redirect was followed");
+}
+
 // ------------------------------------------------------------ 3. --log-file
 
 /// What must still be true after a run: nothing was written through it.
