@@ -185,6 +185,25 @@ fn not_found(detail: Option<&str>) -> Error {
     Error::new(ErrorCode::AwsCredentialsNotFound, msg)
 }
 
+/// What aws-config's `credential_process` provider puts before the process's
+/// stderr in its error ("…external process exited with code … Stderr: …").
+const PROCESS_STDERR: &str = " Stderr:";
+
+/// `detail` without what a `credential_process` printed. That is the output of
+/// a program from the user's configuration, not AWS's answer: it can hold
+/// anything (a key it read, a password it was given), and no redaction can
+/// know what, so none of it is quoted.
+fn without_process_output(detail: &str) -> String {
+    match detail.split_once(PROCESS_STDERR) {
+        Some((before, _)) => format!(
+            "{}; what it printed is not shown, as it may hold secrets: run the profile's \
+             credential_process yourself to see it",
+            before.trim_end_matches(['.', ' '])
+        ),
+        None => detail.to_owned(),
+    }
+}
+
 /// The [`transport::TooLarge`] behind `e`: among its sources, or among
 /// those of a provider the default chain tried (aws-config keeps each
 /// attempt's error in a [`ProviderChainError`], not in the chain of sources).
@@ -201,9 +220,10 @@ fn too_large(e: &CredentialsError) -> Option<&transport::TooLarge> {
 }
 
 fn credentials_error(e: &CredentialsError, assume_role: Option<&str>) -> Error {
-    // Classify on the full context (it holds AWS's error codes), print the chain.
+    // Classify on the full context (it holds AWS's error codes), print the
+    // chain: shortened, redacted, and without what a process printed.
     let context = DisplayErrorContext(e).to_string();
-    let detail = chain(e);
+    let detail = without_process_output(&chain(e));
     if let Some(too_large) = too_large(e) {
         return Error::new(
             ErrorCode::AwsError,

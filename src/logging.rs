@@ -4,7 +4,9 @@
 //! file created with mode 0600; `--log-level` (`WIF_HELPER_LOG`, default
 //! `debug` when a file is given) sets wif-helper's own level. Other crates log
 //! at `warn` at most, and `aws_sigv4` not at all, because its debug output
-//! contains canonical requests with session tokens. wif-helper's own events
+//! contains canonical requests with session tokens; aws-config's warnings
+//! about a failed credential provider are dropped too, as they quote what a
+//! `credential_process` printed. wif-helper's own events
 //! carry identifiers (key ids, ARNs, URLs, timings), never secret values;
 //! and every line, whatever crate it comes from, passes through
 //! [`crate::secret::redact`] before it is written.
@@ -92,8 +94,15 @@ fn filter(level: &str) -> Result<EnvFilter> {
             "--log-level `{level}`: expected error, warn, info, debug or trace"
         )));
     }
-    EnvFilter::try_new(format!("warn,wif_helper={level},aws_sigv4=off"))
-        .map_err(|e| Error::invalid(format!("--log-level: {e}")))
+    // aws-config warns with the full error of a credential provider that
+    // failed, which for a `credential_process` is everything the process
+    // printed (a key it read, a password): no redaction can know what is
+    // secret there. wif-helper reports the same failure without it.
+    EnvFilter::try_new(format!(
+        "warn,wif_helper={level},aws_sigv4=off,\
+         aws_config::profile::credentials=error,aws_config::meta::credentials::chain=error"
+    ))
+    .map_err(|e| Error::invalid(format!("--log-level: {e}")))
 }
 
 /// Opens the log file for appending (creating it 0600) if it is safe to

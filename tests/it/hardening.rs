@@ -488,6 +488,74 @@ fn print_commands_print_the_token_whatever_is_planted_at_the_log_file() {
     }
 }
 
+// ----------------------------------------- 4. what a credential_process says
+
+#[test]
+fn what_a_failing_credential_process_prints_never_reaches_a_message_or_the_log() {
+    let secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYHARDENING1";
+    assert_eq!(secret_key.len(), 40, "shaped like an AWS secret access key");
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJoYXJkZW5pbmcifQ.c2lnbmF0dXJlLWhhcmRlbmluZw";
+    let long_line = "L".repeat(20_000);
+    let w = World::new()
+        .source(AwsSource::None)
+        .env("AWS_PROFILE", "proc");
+    let script = w.dir.path().join("credential-process.sh");
+    let printed = format!(
+        "aws_secret_access_key = {secret_key}\nsession token {jwt}\n{long_line}\n\
+         password hunter2-hardening\n"
+    );
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat >&2 <<'EOF'\n{printed}EOF\n\
+             echo '{{\"Version\": 1, \"AccessKeyId\": \"AKIAHARDENING\", \
+             \"SecretAccessKey\": \"{secret_key}\"}}'\n{long_line}\nexit 1\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(w.home().join(".aws")).unwrap();
+    std::fs::write(
+        w.home().join(".aws/config"),
+        format!(
+            "[profile proc]\ncredential_process = {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let leaked = |text: &str| {
+        [secret_key, "eyJzdWIi", "LLLLLLLLLL", "hunter2"]
+            .into_iter()
+            .filter(|s| text.contains(s))
+            .collect::<Vec<_>>()
+    };
+
+    let msg = w.executable(&[]).failure("AWS_ERROR");
+    assert_eq!(leaked(&msg), Vec::<&str>::new(), "{msg}");
+    assert!(msg.len() < 1500, "{} characters: {msg}", msg.len());
+    assert!(
+        msg.contains("exit status: 1") && msg.contains("run the profile's credential_process"),
+        "{msg}"
+    );
+
+    let run = w.run(&[
+        "print-access-token",
+        "--provider",
+        &w.oidc_provider(),
+        "--provider-type",
+        "oidc",
+        "--service-account",
+        &w.emu.service_account(),
+    ]);
+    let stderr = run.error(1, "AWS_ERROR", &["run the profile's credential_process"]);
+    assert_eq!(leaked(stderr), Vec::<&str>::new(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let log = std::fs::read_to_string(w.log_file()).unwrap();
+    assert!(log.contains("executable mode failed"), "{log}");
+    assert_eq!(leaked(&log), Vec::<&str>::new(), "{log}");
+}
+
 // ------------------------------------------------- 5. long output_file names
 
 #[test]
