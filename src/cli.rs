@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::output;
 use crate::settings::{CacheSettings, DEFAULT_IAM_CREDENTIALS_URL, DEFAULT_TOKEN_URL, validate};
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -102,6 +102,22 @@ enum Command {
     /// safe: the next call fetches anew.
     #[command(subcommand)]
     Cache(cache_cmd::CacheCommand),
+    /// Print a shell completion script
+    ///
+    /// Example:
+    ///   wif-helper completions bash > /etc/bash_completion.d/wif-helper
+    ///   wif-helper completions zsh > "${fpath[1]}/_wif-helper"
+    ///   wif-helper completions fish > ~/.config/fish/completions/wif-helper.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff)
+    ///
+    /// Example: wif-helper man > /usr/local/share/man/man1/wif-helper.1 && man wif-helper
+    Man,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -198,6 +214,13 @@ pub(crate) fn main() -> ExitCode {
         Command::PrintAccessToken(a) => print::access_token(a, &env),
         Command::PrintIdentityToken(a) => print::identity_token(a, &env),
         Command::Cache(c) => cache_cmd::run(c, &env),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "wif-helper", &mut out);
+            output::stdout(String::from_utf8_lossy(&out).trim_end());
+            Ok(())
+        }
+        Command::Man => man_page(),
         Command::Executable(_) => return executable::main_executable(&argv, &env),
     };
     match result {
@@ -252,6 +275,30 @@ struct GoogleUrlArgs {
     #[arg(long, env = "WIF_HELPER_IAM_CREDENTIALS_URL", value_name = "URL",
           default_value = DEFAULT_IAM_CREDENTIALS_URL)]
     iam_credentials_url: String,
+}
+
+/// The manual: the main page, then each command's, in one roff document.
+fn man_page() -> Result<()> {
+    let internal = |e: std::io::Error| {
+        Error::new(
+            crate::error::ErrorCode::Internal,
+            format!("cannot render the manual: {e}"),
+        )
+    };
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut out)
+        .map_err(internal)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("wif-helper-{}", sub.get_name());
+        clap_mangen::Man::new(sub.clone())
+            .title(name)
+            .render(&mut out)
+            .map_err(internal)?;
+    }
+    output::stdout(String::from_utf8_lossy(&out).trim_end());
+    Ok(())
 }
 
 /// `--lifetime`: whole seconds, written `3600` or `3600s` as gcloud and

@@ -337,3 +337,51 @@ fn format_env_prints_export_lines_a_shell_can_eval() {
     );
     id.error(2, "INVALID_ARGUMENT", &["print-access-token"]);
 }
+
+/// Completions for every shell, and a manual page that renders.
+#[test]
+fn completions_generate_for_each_shell_and_the_man_page_renders() {
+    let w = World::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let r = w.run(&["completions", shell]);
+        assert_eq!(r.status, 0, "{shell}: {}", r.stderr);
+        for sub in ["print-access-token", "generate-config", "executable"] {
+            assert!(r.stdout.contains(sub), "{shell} lacks {sub}");
+        }
+    }
+    let bash = w.run(&["completions", "bash"]);
+    let check = std::process::Command::new("bash")
+        .args(["-n", "-c", &bash.stdout])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(check.success(), "the bash completion script does not parse");
+    let man = w.run(&["man"]);
+    assert_eq!(man.status, 0, "{}", man.stderr);
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH"),
+        "not roff"
+    );
+    let Ok(mut groff) = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("groff not installed: rendering not checked");
+        return;
+    };
+    use std::io::Write;
+    groff
+        .stdin
+        .take()
+        .map(|mut i| i.write_all(man.stdout.as_bytes()))
+        .transpose()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = groff.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success());
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(warnings.trim().is_empty(), "groff: {warnings}");
+    for page in ["wif-helper-print-access-token", "wif-helper-cache"] {
+        assert!(man.stdout.contains(page), "{page} missing");
+    }
+}
