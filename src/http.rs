@@ -67,6 +67,8 @@ pub(crate) struct Response {
     pub(crate) status: u16,
     /// The body (may hold a token: never log it).
     pub(crate) body: Vec<u8>,
+    /// How long the server asked to wait before a retry (`Retry-After`).
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for Response {
@@ -200,9 +202,20 @@ pub(crate) async fn send_with_retry(
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "HTTP attempt"
         );
-        let pause = backoff(attempt - 1, random());
+        // The server's Retry-After is a floor for the pause: retrying sooner
+        // would be refused again. When it does not fit in the deadline, the
+        // last answer is the answer.
+        let asked = outcome.as_ref().ok().and_then(|r| r.retry_after);
+        let pause = backoff(attempt - 1, random()).max(asked.unwrap_or_default());
         let room = deadline.left();
         if !retryable || attempt >= MAX_ATTEMPTS || pause + MIN_ATTEMPT >= room {
+            if asked.is_some_and(|a| a + MIN_ATTEMPT >= room) {
+                tracing::debug!(
+                    service = what,
+                    host,
+                    "Retry-After does not fit in the deadline"
+                );
+            }
             return outcome.map_err(|e| transport_error(what, &host, &e, started.elapsed()));
         }
         if let Err(e) = &outcome {
@@ -236,6 +249,16 @@ fn kind(e: &reqwest::Error) -> &'static str {
 
 async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Response, reqwest::Error> {
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            parse_retry_after(
+                v,
+                crate::clock::Clock::now_system(&crate::clock::SystemClock),
+            )
+        });
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
         let room = MAX_BODY_BYTES.saturating_sub(body.len());
@@ -244,7 +267,22 @@ async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Response,
             break;
         }
     }
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        body,
+        retry_after,
+    })
+}
+
+/// `Retry-After`: delay-seconds, or an HTTP-date (RFC 9110 §10.2.3) from
+/// which the wait is counted at `now`. Unparseable values are ignored.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// A 3xx answer: never followed (the request would be re-sent with its
@@ -451,6 +489,7 @@ mod tests {
     #[test]
     fn debug_of_a_response_hides_the_body() {
         let r = Response {
+            retry_after: None,
             status: 200,
             body: b"{\"access_token\":\"ya29.secret\"}".to_vec(),
         };
@@ -590,6 +629,66 @@ mod tests {
             server.requests().len(),
             usize::try_from(MAX_ATTEMPTS).unwrap_or(0)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777; ten seconds later:
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:27 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_waited_for_inside_the_deadline() -> Result<()> {
+        let server = FakeServer::with_headers(vec![
+            (429, "retry-after: 1\r\n".into(), "{}".into()),
+            (200, String::new(), "{}".into()),
+        ]);
+        let client = client(Duration::from_secs(5))?;
+        let started = Instant::now();
+        let r = send_with_retry(Deadline::after(Duration::from_secs(10)), "IAM", || {
+            client.post(&server.url)
+        })
+        .await?;
+        assert_eq!(r.status, 200);
+        assert!(
+            started.elapsed() >= Duration::from_millis(950),
+            "{:?}",
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_past_the_deadline_ends_the_call_at_once() -> Result<()> {
+        let server = FakeServer::with_headers(vec![
+            (503, "retry-after: 60\r\n".into(), "{}".into()),
+            (200, String::new(), "{}".into()),
+        ]);
+        let client = client(Duration::from_secs(5))?;
+        let started = Instant::now();
+        let r = send_with_retry(Deadline::after(Duration::from_secs(5)), "IAM", || {
+            client.post(&server.url)
+        })
+        .await?;
+        assert_eq!(r.status, 503);
+        assert_eq!(server.requests().len(), 1);
+        assert!(started.elapsed() < Duration::from_secs(2));
         Ok(())
     }
 
