@@ -148,29 +148,30 @@ pub(crate) fn init(file: Option<&Path>, level: Option<&str>, sink: Sink) -> Resu
     // A bad level is an error even when nothing is logged.
     let level = level.unwrap_or("debug");
     filter(level)?;
-    if let Some(path) = file {
-        match open_log_file(path) {
-            Ok(f) => {
-                let _ = tracing_subscriber::fmt()
-                    .with_env_filter(filter(level)?)
-                    .with_ansi(false)
-                    .with_writer(Redacting(Mutex::new(f)))
-                    .try_init();
-                return Ok(());
-            }
-            Err(why) if sink == Sink::Stderr => crate::output::stderr(&format!(
-                "wif-helper: warning: not logging to --log-file {}: {why}; logging to stderr \
-                 instead (use a file only you can write, e.g. under ~/.cache)",
-                path.display()
-            )),
-            Err(_) => return Ok(()),
+    let refused = match file.map(|path| (path, open_log_file(path))) {
+        Some((_, Ok(f))) => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter(level)?)
+                .with_ansi(false)
+                .with_writer(Redacting(Mutex::new(f)))
+                .try_init();
+            return Ok(());
         }
-    }
+        Some((path, Err(why))) => Some((path, why)),
+        None => None,
+    };
     if sink == Sink::Stderr {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter(level)?)
             .with_writer(Redacting(Mutex::new(std::io::stderr())))
             .try_init();
+        if let Some((path, why)) = refused {
+            tracing::warn!(
+                "not logging to --log-file {}: {why}; logging to stderr instead \
+                 (use a file only you can write, e.g. under ~/.cache)",
+                path.display()
+            );
+        }
     }
     Ok(())
 }

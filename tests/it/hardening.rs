@@ -480,7 +480,7 @@ fn print_commands_print_the_token_whatever_is_planted_at_the_log_file() {
         assert!(
             verbose
                 .stderr
-                .contains(&format!("warning: not logging to --log-file {log}: ")),
+                .contains(&format!("not logging to --log-file {log}: ")),
             "{what}: {}",
             verbose.stderr
         );
