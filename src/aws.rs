@@ -363,9 +363,16 @@ pub(crate) fn sdk_transport_error<E, R>(
 ) -> Option<Error>
 where
     E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     use aws_sdk_sts::error::SdkError;
+    // An oversized answer is a broken or hostile endpoint, not the network.
+    if let Some(t) = transport::TooLarge::find(e) {
+        return Some(Error::new(
+            ErrorCode::AwsError,
+            format!("AWS STS {what}: {t}"),
+        ));
+    }
     let detail = chain(e);
     match e {
         SdkError::TimeoutError(_) => Some(Error::new(

@@ -53,7 +53,8 @@ pub struct CacheSettings {
 
 impl CacheSettings {
     /// Opens the cache, or `None` when disabled. An explicit `--cache-dir`
-    /// that is unusable or unsafe is an error. The default location is
+    /// that is unusable or unsafe is an error, and so is an unsafe default
+    /// one (`CACHE_INSECURE`: tampering). The default location is otherwise
     /// only a preference: when it cannot be used (no `HOME`, a read-only
     /// one as on Lambda or in a pod with a read-only root filesystem), the
     /// cache falls back to a private directory under `$XDG_RUNTIME_DIR`, then
@@ -78,9 +79,14 @@ impl CacheSettings {
                 }
             });
         }
-        for dir in fallback_dirs(env) {
+        for (i, dir) in fallback_dirs(env).into_iter().enumerate() {
             match Cache::open(dir.clone()) {
                 Ok(cache) => return Ok(Some(cache)),
+                // Unsafe is not the same as unusable: a usual cache directory
+                // that others can write, own or have replaced by a symlink
+                // means someone tampered with it, and is refused, not quietly
+                // avoided. A squatted fallback in a shared /tmp is skipped.
+                Err(e) if i == 0 && e.code() == ErrorCode::CacheInsecure => return Err(e),
                 Err(e) => tracing::warn!(
                     dir = %dir.display(),
                     error = %e,
