@@ -332,10 +332,11 @@ fn sweep(dir: &Path, now: i64) {
             if expires_at < cutoff {
                 remove_with_lock(dir, stem, Some(&e.path()));
             }
-        } else if let Some(stem) = name.strip_suffix(".lock").filter(|s| is_stem(s)) {
-            if mtime < cutoff && !dir.join(format!("{stem}.json")).exists() {
-                remove_with_lock(dir, stem, None);
-            }
+        } else if let Some(stem) = name.strip_suffix(".lock").filter(|s| is_stem(s))
+            && mtime < cutoff
+            && !dir.join(format!("{stem}.json")).exists()
+        {
+            remove_with_lock(dir, stem, None);
         }
     }
 }
