@@ -18,6 +18,7 @@ mod common;
 
 mod cache_safety;
 mod client_libraries;
+mod doctor;
 mod executable;
 mod faults;
 mod generate_config;
