@@ -30,4 +30,5 @@ mod proxies;
 mod same_rules;
 mod secret_hygiene;
 mod service_api;
+mod setup_guides;
 mod soak;
