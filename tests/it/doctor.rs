@@ -128,8 +128,38 @@ fn every_aws_credential_source_is_named() {
             c["detail"].as_str().unwrap_or_default().contains(name),
             "{source:?}: {c}"
         );
+        if source == AwsSource::ProfileAssumeRole {
+            let d = c["detail"].as_str().unwrap_or_default();
+            assert!(d.contains("profile app"), "{c}");
+        }
         assert_eq!(run.status, 0, "{source:?}: {}", run.stdout);
     }
+}
+
+#[test]
+fn invalid_aws_settings_fail_the_aws_check_and_skip_the_rest() {
+    let w = World::new();
+    let run = doctor(
+        &w,
+        &w.aws_provider(),
+        &w.emu.service_account(),
+        &["--region", "not a region"],
+    );
+    let checks = fails(
+        &run,
+        "aws_credentials",
+        &[],
+        &["google_sts", "impersonation"],
+    );
+    let c = check(&checks, "aws_credentials");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--region"),
+        "{c}"
+    );
+    assert_eq!(w.emu.count("google:sts.token"), 0);
 }
 
 #[test]

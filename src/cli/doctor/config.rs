@@ -112,6 +112,8 @@ pub(super) fn walk(r: &mut Report, a: &DoctorArgs, env: &Env, path: &Path) {
         Ok(aws) => aws,
         Err(e) => {
             walk.failed(AWS_CREDENTIALS, &e);
+            let why = "needs valid AWS settings (aws_credentials)";
+            walk.skip_all(&[FEDERATION, ANSWER, STS, IMPERSONATION], why);
             walk.cache(&cache);
             return;
         }

@@ -2,7 +2,7 @@
 //! the flags, the AWS identity, outbound federation (OIDC providers), the
 //! exchange, the impersonation, the ID token, the cache.
 
-use super::steps::{AWS_CREDENTIALS, SETTINGS, Target, Walk};
+use super::steps::{AWS_CREDENTIALS, FEDERATION, IMPERSONATION, SETTINGS, STS, Target, Walk};
 use super::{DoctorArgs, Report};
 use crate::aws::{AwsSession, AwsSettings};
 use crate::deadline::Deadline;
@@ -87,7 +87,16 @@ pub(super) fn walk(r: &mut Report, a: &DoctorArgs, env: &Env) {
     let mut walk = Walk::new(r, env, target.as_ref(), a.timeout());
     match &aws_settings {
         Ok(settings) => upstream(&mut walk, settings, env, oidc, a.timeout()),
-        Err(e) => walk.failed(AWS_CREDENTIALS, e),
+        Err(e) => {
+            walk.failed(AWS_CREDENTIALS, e);
+            let why = "needs valid AWS settings (aws_credentials)";
+            let later: &[&str] = if oidc {
+                &[FEDERATION, STS, IMPERSONATION]
+            } else {
+                &[STS, IMPERSONATION]
+            };
+            walk.skip_all(later, why);
+        }
     }
     walk.cache(&a.cache.settings());
 }

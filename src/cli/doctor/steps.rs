@@ -114,6 +114,13 @@ impl<'a> Walk<'a> {
         self.report.fail(name, format!("{code}: {message}"), fix);
     }
 
+    /// Records every step of `names` as skipped for `why`.
+    pub(super) fn skip_all(&mut self, names: &[&'static str], why: &str) {
+        for name in names {
+            self.report.skip(name, why);
+        }
+    }
+
     /// The AWS-issued JWT and its `sub`, from the command's answer.
     pub(super) fn learn_jwt(&mut self, jwt: Secret) {
         self.jwt_sub = crate::jwt::string_claim(jwt.expose(), "sub");
@@ -143,7 +150,12 @@ impl<'a> Walk<'a> {
                 return false;
             }
         };
-        let source = describe_source(&ctx.provider_name(), aws.settings());
+        let profile = aws
+            .settings()
+            .profile
+            .as_deref()
+            .or_else(|| self.env.get("AWS_PROFILE"));
+        let source = describe_source(&ctx.provider_name(), aws.settings(), profile);
         match caller_identity::caller(ctx).await {
             Ok(arn) => {
                 self.report.ok(
@@ -431,7 +443,7 @@ fn region_source(settings: &AwsSettings, env: &Env) -> &'static str {
 }
 
 /// The credential source, in words, from aws-config's provider name.
-fn describe_source(provider: &str, settings: &AwsSettings) -> String {
+fn describe_source(provider: &str, settings: &AwsSettings, profile: Option<&str>) -> String {
     let what = match provider {
         "EnvironmentVariable" => "environment variables (AWS_ACCESS_KEY_ID)",
         "ProfileFile" => "the shared profile",
@@ -444,7 +456,7 @@ fn describe_source(provider: &str, settings: &AwsSettings) -> String {
         "CredentialProcess" => "the profile's credential_process",
         _ => "the AWS credential chain",
     };
-    match &settings.profile {
+    match profile {
         Some(p) => format!("credentials from {what} [{provider}], profile {p}"),
         None => format!("credentials from {what} [{provider}]"),
     }
