@@ -148,6 +148,13 @@ pub(super) fn walk(r: &mut Report, a: &DoctorArgs, env: &Env, path: &Path) {
 }
 
 fn read(path: &Path) -> Result<LoadedConfig> {
+    // Not a FIFO or a device, which would block or never end.
+    if path.exists() && !path.is_file() {
+        return Err(Error::invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_BYTES).read_to_string(&mut text))
