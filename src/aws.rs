@@ -70,6 +70,21 @@ pub(crate) struct AwsContext {
     pub(crate) region: String,
 }
 
+impl AwsContext {
+    /// The credential provider that won the chain, as aws-config names it
+    /// (`EnvironmentVariable`, `ProfileFile`, `WebIdentityToken`,
+    /// `EcsContainer`, `IMDSv2`, `AssumeRoleProvider`, `SSO`…). aws-config
+    /// offers no getter; its `Debug` names the provider and redacts the keys,
+    /// and only the name is taken from it.
+    pub(crate) fn provider_name(&self) -> String {
+        let debug = format!("{:?}", self.credentials);
+        debug
+            .split_once("provider_name: \"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map_or_else(|| "unknown".to_owned(), |(name, _)| name.to_owned())
+    }
+}
+
 /// The AWS side of one run: loads the configuration and credentials at
 /// most once, on first use, with the deadline's AWS attempt policy; a run
 /// whose tokens all come from the cache never loads it. What it loaded
@@ -79,6 +94,7 @@ pub(crate) struct AwsSession<'a> {
     settings: &'a AwsSettings,
     env: &'a Env,
     deadline: Deadline,
+    config: OnceCell<SdkConfig>,
     context: OnceCell<AwsContext>,
 }
 
@@ -89,6 +105,7 @@ impl<'a> AwsSession<'a> {
             settings,
             env,
             deadline,
+            config: OnceCell::new(),
             context: OnceCell::new(),
         }
     }
@@ -96,7 +113,20 @@ impl<'a> AwsSession<'a> {
     /// The loaded context, loading it now if needed.
     pub(crate) async fn context(&self) -> Result<&AwsContext> {
         self.context
-            .get_or_try_init(|| load(self.settings, self.env, self.deadline.aws_attempt()))
+            .get_or_try_init(|| async { resolve(self.settings, self.config().await.clone()).await })
+            .await
+    }
+
+    /// The region the chain resolves, without resolving credentials (so
+    /// `doctor` can report it even when no credentials are found).
+    pub(crate) async fn region(&self) -> Result<String> {
+        region_of(self.config().await)
+    }
+
+    /// The SDK configuration (credentials still unresolved), loaded once.
+    async fn config(&self) -> &SdkConfig {
+        self.config
+            .get_or_init(|| configure(self.settings, self.env, self.deadline.aws_attempt()))
             .await
     }
 
@@ -111,10 +141,9 @@ impl<'a> AwsSession<'a> {
     }
 }
 
-/// Loads the default chain from `env` (the same variables the cache keys
-/// are made of), applies `--assume-role-arn` and resolves the credentials
-/// once.
-async fn load(settings: &AwsSettings, env: &Env, attempt_timeout: Duration) -> Result<AwsContext> {
+/// Loads the default chain's configuration from `env` (the same variables
+/// the cache keys are made of); credentials are resolved by [`resolve`].
+async fn configure(settings: &AwsSettings, env: &Env, attempt_timeout: Duration) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .env(env.to_aws())
         .http_client(transport::client(env))
@@ -131,14 +160,22 @@ async fn load(settings: &AwsSettings, env: &Env, attempt_timeout: Duration) -> R
     if let Some(p) = &settings.profile {
         loader = loader.profile_name(p);
     }
-    let config = loader.load().await;
-    let region = config.region().map(ToString::to_string).ok_or_else(|| {
+    loader.load().await
+}
+
+fn region_of(config: &SdkConfig) -> Result<String> {
+    config.region().map(ToString::to_string).ok_or_else(|| {
         Error::new(
             ErrorCode::AwsRegionMissing,
             "no AWS region: pass --region (or WIF_HELPER_REGION), set AWS_REGION, \
                  or set `region` in the AWS profile",
         )
-    })?;
+    })
+}
+
+/// Applies `--assume-role-arn` to `config` and resolves the credentials once.
+async fn resolve(settings: &AwsSettings, config: SdkConfig) -> Result<AwsContext> {
+    let region = region_of(&config)?;
     let mut provider = config
         .credentials_provider()
         .ok_or_else(|| not_found(None))?;

@@ -6,6 +6,7 @@
 //! `docs/executable-protocol.md` for why 0).
 
 mod cache_cmd;
+mod doctor;
 mod executable;
 mod generate_config;
 mod print;
@@ -95,6 +96,24 @@ enum Command {
     ///     --audience https://my-service-abc123-uc.a.run.app)" https://my-service-abc123-uc.a.run.app
     #[command(verbatim_doc_comment)]
     PrintIdentityToken(print::IdentityTokenArgs),
+    /// Check the setup step by step and print the fix for what fails
+    ///
+    /// Walks the path a command takes and prints one line per step (ok, warn,
+    /// fail or skip) and, for each failure, the command, binding or variable
+    /// that fixes it. Exits 0 when no check fails, 1 otherwise. Prints no token.
+    ///
+    /// Client libraries: diagnoses the credential configuration (--config, else
+    /// GOOGLE_APPLICATION_CREDENTIALS): its command, GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES,
+    /// the AWS identity, outbound federation, the command's answer, the exchange and the
+    /// impersonation a library then makes.
+    ///   wif-helper doctor --config /etc/wif/credential_config.json
+    ///
+    /// Direct tokens: takes the flags of print-access-token (and --audience of
+    /// print-identity-token):
+    ///   wif-helper doctor --provider projects/123456789012/locations/global/workloadIdentityPools/my-pool/providers/aws \
+    ///     --service-account app@my-project.iam.gserviceaccount.com
+    #[command(verbatim_doc_comment)]
+    Doctor(doctor::DoctorArgs),
     /// Show or clear the token cache (never prints a token)
     ///
     /// The cache lives in $XDG_CACHE_HOME/wif-helper (else ~/.cache/wif-helper; when that cannot
@@ -222,6 +241,7 @@ pub(crate) fn main() -> ExitCode {
         }
         Command::Man => man_page(),
         Command::Executable(_) => return executable::main_executable(&argv, &env),
+        Command::Doctor(a) => return doctor::main(a, &env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

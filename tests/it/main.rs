@@ -18,6 +18,7 @@ mod common;
 
 mod cache_safety;
 mod client_libraries;
+mod doctor;
 mod executable;
 mod faults;
 mod first_contact;
@@ -30,4 +31,5 @@ mod proxies;
 mod same_rules;
 mod secret_hygiene;
 mod service_api;
+mod setup_guides;
 mod soak;
