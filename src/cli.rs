@@ -349,6 +349,41 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every switch with an environment twin takes 1/0, yes/no, on/off.
+    #[test]
+    fn every_boolean_twin_takes_the_values_users_write() {
+        let root = Cli::command();
+        let mut checked = 0;
+        for cmd in root.get_subcommands() {
+            let mut cmds = vec![cmd.clone()];
+            cmds.extend(cmd.get_subcommands().cloned());
+            for cmd in cmds {
+                for arg in cmd.get_arguments() {
+                    if arg.get_action().takes_values() || arg.get_env().is_none() {
+                        continue;
+                    }
+                    // The switch's own value parser, fed the way its env twin is.
+                    let probe = clap::Command::new("probe").arg(
+                        arg.clone()
+                            .env(None::<&str>)
+                            .action(clap::ArgAction::Set)
+                            .num_args(1),
+                    );
+                    let long = format!("--{}", arg.get_long().unwrap_or_default());
+                    for value in ["1", "0", "yes", "No", "ON", "off", "true", "FALSE"] {
+                        let parsed =
+                            probe
+                                .clone()
+                                .try_get_matches_from(["probe", long.as_str(), value]);
+                        assert!(parsed.is_ok(), "{} {long}={value}", cmd.get_name());
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 5, "{checked}");
+    }
+
     #[test]
     fn lifetimes_are_written_as_gcloud_writes_them() {
         assert_eq!(super::parse_lifetime("3600"), Ok(3600));

@@ -71,20 +71,20 @@ pub(super) struct DoctorArgs {
     #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text)]
     pub(super) format: Format,
     /// Log diagnostics (secrets redacted) to stderr
-    #[arg(short, long, env = "WIF_HELPER_VERBOSE")]
+    #[arg(short, long, env = "WIF_HELPER_VERBOSE", value_parser = clap::builder::BoolishValueParser::new())]
     pub(super) verbose: bool,
-    #[command(flatten)]
-    pub(super) google: GoogleUrlArgs,
-    #[command(flatten)]
-    pub(super) duration: JwtDurationArg,
-    #[command(flatten)]
-    pub(super) timeout: TimeoutArg,
     #[command(flatten)]
     pub(super) aws: AwsArgs,
     #[command(flatten)]
     pub(super) cache: CacheArgs,
     #[command(flatten)]
     pub(super) log: LogArgs,
+    #[command(flatten)]
+    pub(super) timeout: TimeoutArg,
+    #[command(flatten)]
+    pub(super) duration: JwtDurationArg,
+    #[command(flatten)]
+    pub(super) google: GoogleUrlArgs,
 }
 
 impl DoctorArgs {
