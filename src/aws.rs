@@ -30,6 +30,7 @@ use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
 use crate::text::{error_chain as chain, quote};
 use aws_config::BehaviorVersion;
+use aws_config::meta::ProviderChainError;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
@@ -69,6 +70,21 @@ pub(crate) struct AwsContext {
     pub(crate) region: String,
 }
 
+impl AwsContext {
+    /// The credential provider that won the chain, as aws-config names it
+    /// (`EnvironmentVariable`, `ProfileFile`, `WebIdentityToken`,
+    /// `EcsContainer`, `IMDSv2`, `AssumeRoleProvider`, `SSO`…). aws-config
+    /// offers no getter; its `Debug` names the provider and redacts the keys,
+    /// and only the name is taken from it.
+    pub(crate) fn provider_name(&self) -> String {
+        let debug = format!("{:?}", self.credentials);
+        debug
+            .split_once("provider_name: \"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map_or_else(|| "unknown".to_owned(), |(name, _)| name.to_owned())
+    }
+}
+
 /// The AWS side of one run: loads the configuration and credentials at
 /// most once, on first use, with the deadline's AWS attempt policy; a run
 /// whose tokens all come from the cache never loads it. What it loaded
@@ -78,6 +94,7 @@ pub(crate) struct AwsSession<'a> {
     settings: &'a AwsSettings,
     env: &'a Env,
     deadline: Deadline,
+    config: OnceCell<SdkConfig>,
     context: OnceCell<AwsContext>,
 }
 
@@ -88,6 +105,7 @@ impl<'a> AwsSession<'a> {
             settings,
             env,
             deadline,
+            config: OnceCell::new(),
             context: OnceCell::new(),
         }
     }
@@ -95,7 +113,20 @@ impl<'a> AwsSession<'a> {
     /// The loaded context, loading it now if needed.
     pub(crate) async fn context(&self) -> Result<&AwsContext> {
         self.context
-            .get_or_try_init(|| load(self.settings, self.env, self.deadline.aws_attempt()))
+            .get_or_try_init(|| async { resolve(self.settings, self.config().await.clone()).await })
+            .await
+    }
+
+    /// The region the chain resolves, without resolving credentials (so
+    /// `doctor` can report it even when no credentials are found).
+    pub(crate) async fn region(&self) -> Result<String> {
+        region_of(self.config().await)
+    }
+
+    /// The SDK configuration (credentials still unresolved), loaded once.
+    async fn config(&self) -> &SdkConfig {
+        self.config
+            .get_or_init(|| configure(self.settings, self.env, self.deadline.aws_attempt()))
             .await
     }
 
@@ -110,10 +141,9 @@ impl<'a> AwsSession<'a> {
     }
 }
 
-/// Loads the default chain from `env` (the same variables the cache keys
-/// are made of), applies `--assume-role-arn` and resolves the credentials
-/// once.
-async fn load(settings: &AwsSettings, env: &Env, attempt_timeout: Duration) -> Result<AwsContext> {
+/// Loads the default chain's configuration from `env` (the same variables
+/// the cache keys are made of); credentials are resolved by [`resolve`].
+async fn configure(settings: &AwsSettings, env: &Env, attempt_timeout: Duration) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .env(env.to_aws())
         .http_client(transport::client(env))
@@ -130,14 +160,22 @@ async fn load(settings: &AwsSettings, env: &Env, attempt_timeout: Duration) -> R
     if let Some(p) = &settings.profile {
         loader = loader.profile_name(p);
     }
-    let config = loader.load().await;
-    let region = config.region().map(ToString::to_string).ok_or_else(|| {
+    loader.load().await
+}
+
+fn region_of(config: &SdkConfig) -> Result<String> {
+    config.region().map(ToString::to_string).ok_or_else(|| {
         Error::new(
             ErrorCode::AwsRegionMissing,
             "no AWS region: pass --region (or WIF_HELPER_REGION), set AWS_REGION, \
                  or set `region` in the AWS profile",
         )
-    })?;
+    })
+}
+
+/// Applies `--assume-role-arn` to `config` and resolves the credentials once.
+async fn resolve(settings: &AwsSettings, config: SdkConfig) -> Result<AwsContext> {
+    let region = region_of(&config)?;
     let mut provider = config
         .credentials_provider()
         .ok_or_else(|| not_found(None))?;
@@ -184,10 +222,51 @@ fn not_found(detail: Option<&str>) -> Error {
     Error::new(ErrorCode::AwsCredentialsNotFound, msg)
 }
 
+/// What aws-config's `credential_process` provider puts before the process's
+/// stderr in its error ("…external process exited with code … Stderr: …").
+const PROCESS_STDERR: &str = " Stderr:";
+
+/// `detail` without what a `credential_process` printed. That is the output of
+/// a program from the user's configuration, not AWS's answer: it can hold
+/// anything (a key it read, a password it was given), and no redaction can
+/// know what, so none of it is quoted.
+fn without_process_output(detail: &str) -> String {
+    match detail.split_once(PROCESS_STDERR) {
+        Some((before, _)) => format!(
+            "{}; what it printed is not shown, as it may hold secrets: run the profile's \
+             credential_process yourself to see it",
+            before.trim_end_matches(['.', ' '])
+        ),
+        None => detail.to_owned(),
+    }
+}
+
+/// The [`transport::TooLarge`] behind `e`: among its sources, or among
+/// those of a provider the default chain tried (aws-config keeps each
+/// attempt's error in a [`ProviderChainError`], not in the chain of sources).
+fn too_large(e: &CredentialsError) -> Option<&transport::TooLarge> {
+    transport::TooLarge::find(e).or_else(|| {
+        std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .find_map(|e| e.downcast_ref::<ProviderChainError<CredentialsError>>())?
+        .attempts()
+        .iter()
+        .find_map(|a| transport::TooLarge::find(a.error()))
+    })
+}
+
 fn credentials_error(e: &CredentialsError, assume_role: Option<&str>) -> Error {
-    // Classify on the full context (it holds AWS's error codes), print the chain.
+    // Classify on the full context (it holds AWS's error codes), print the
+    // chain: shortened, redacted, and without what a process printed.
     let context = DisplayErrorContext(e).to_string();
-    let detail = chain(e);
+    let detail = without_process_output(&chain(e));
+    if let Some(too_large) = too_large(e) {
+        return Error::new(
+            ErrorCode::AwsError,
+            format!("could not load AWS credentials: {too_large}"),
+        );
+    }
     match e {
         CredentialsError::CredentialsNotLoaded(_) => not_found(Some(&detail)),
         CredentialsError::ProviderTimedOut(_) => Error::new(
@@ -321,9 +400,16 @@ pub(crate) fn sdk_transport_error<E, R>(
 ) -> Option<Error>
 where
     E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     use aws_sdk_sts::error::SdkError;
+    // An oversized answer is a broken or hostile endpoint, not the network.
+    if let Some(t) = transport::TooLarge::find(e) {
+        return Some(Error::new(
+            ErrorCode::AwsError,
+            format!("AWS STS {what}: {t}"),
+        ));
+    }
     let detail = chain(e);
     match e {
         SdkError::TimeoutError(_) => Some(Error::new(

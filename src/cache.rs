@@ -15,6 +15,7 @@
 //!
 //! Errors are never cached: a failed refresh leaves the old entry in place.
 
+mod admin;
 mod key;
 
 pub(crate) use key::{AwsIdentity, CacheKey};
@@ -26,6 +27,7 @@ use crate::fsutil;
 use crate::token::IssuedToken;
 use key::SCHEMA;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::TryLockError;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,9 @@ struct Entry {
     key: String,
     #[serde(flatten)]
     token: IssuedToken,
+    /// What the entry is for, as `cache list` shows it (see `CacheKey`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    about: BTreeMap<String, String>,
 }
 
 /// Where an answer came from, for logs and the retry of a refused token.
@@ -277,6 +282,7 @@ impl Cache {
                     dir: self.dir.clone(),
                     path: self.entry_path(key),
                     key_hex: key.hex.clone(),
+                    about: about(key),
                 }));
             }
             let now = Instant::now();
@@ -298,6 +304,7 @@ impl Cache {
             dir: self.dir.clone(),
             path: self.entry_path(key),
             key_hex: key.hex.clone(),
+            about: about(key),
         }))
     }
 }
@@ -325,6 +332,7 @@ pub(crate) struct CacheLock {
     dir: PathBuf,
     path: PathBuf,
     key_hex: String,
+    about: BTreeMap<String, String>,
 }
 
 impl CacheLock {
@@ -343,6 +351,7 @@ impl CacheLock {
             schema: SCHEMA,
             key: self.key_hex.clone(),
             token: token.clone(),
+            about: self.about.clone(),
         };
         match serde_json::to_vec(&entry) {
             Ok(bytes) => {
@@ -353,6 +362,13 @@ impl CacheLock {
             Err(e) => tracing::warn!(error = %e, "could not encode cache entry"),
         }
     }
+}
+
+fn about(key: &CacheKey) -> BTreeMap<String, String> {
+    key.about
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 /// Entries (and their locks) this long past their expiry, and temporary

@@ -13,7 +13,7 @@ use crate::google::iam_credentials::Impersonation as IamTarget;
 use crate::provider::Provider;
 use crate::settings::{CONFIG_TIMEOUT_MILLIS_RANGE, validate};
 use crate::subject::JWT_TOKEN_TYPE;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// What to put in the file (checked by [`ConfigSpec::validate`]).
@@ -184,6 +184,99 @@ fn is_portable(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@,=%".contains(&b))
 }
 
+/// A credential configuration read back from disk (for `doctor`): the
+/// fields that decide what a client library does with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LoadedConfig {
+    /// `audience`: the pool provider, `//iam.googleapis.com/…`.
+    pub(crate) audience: String,
+    /// `subject_token_type`.
+    pub(crate) subject_token_type: String,
+    /// `token_url` (Google STS).
+    pub(crate) token_url: String,
+    /// `service_account_impersonation_url`, when the config impersonates.
+    pub(crate) impersonation_url: Option<String>,
+    /// `credential_source.executable.command`.
+    pub(crate) command: String,
+    /// `credential_source.executable.timeout_millis` (libraries default to 30000).
+    pub(crate) timeout_millis: u64,
+    /// `credential_source.executable.output_file`.
+    pub(crate) output_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct WireConfig {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    audience: Option<String>,
+    subject_token_type: Option<String>,
+    token_url: Option<String>,
+    service_account_impersonation_url: Option<String>,
+    credential_source: Option<WireSource>,
+}
+
+#[derive(Deserialize)]
+struct WireSource {
+    executable: Option<WireExecutable>,
+    environment_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireExecutable {
+    command: Option<String>,
+    timeout_millis: Option<u64>,
+    output_file: Option<String>,
+}
+
+/// Reads a credential configuration as Google client libraries do, refusing
+/// one that would not run wif-helper, with what to do instead.
+pub(crate) fn parse(text: &str) -> Result<LoadedConfig> {
+    let regenerate = "regenerate it with `wif-helper generate-config`";
+    let wire: WireConfig = serde_json::from_str(text).map_err(|e| {
+        Error::invalid(format!(
+            "not a JSON credential configuration ({e}); {regenerate}"
+        ))
+    })?;
+    let kind = wire.kind.unwrap_or_default();
+    if kind != "external_account" {
+        return Err(Error::invalid(format!(
+            "its type is `{}`, not external_account (a workload identity federation config); {regenerate}",
+            crate::text::quote(&kind)
+        )));
+    }
+    let source = wire
+        .credential_source
+        .ok_or_else(|| Error::invalid(format!("it has no credential_source; {regenerate}")))?;
+    let Some(executable) = source.executable else {
+        let which = if source.environment_id.is_some() {
+            "Google's built-in AWS source (environment_id), which reads only environment keys and \
+             EC2 metadata and never runs wif-helper"
+        } else {
+            "a file or URL source, which never runs wif-helper"
+        };
+        return Err(Error::invalid(format!(
+            "its credential_source is {which}; {regenerate}"
+        )));
+    };
+    let missing = |field: &str| Error::invalid(format!("it has no {field}; {regenerate}"));
+    Ok(LoadedConfig {
+        audience: wire.audience.ok_or_else(|| missing("audience"))?,
+        subject_token_type: wire
+            .subject_token_type
+            .ok_or_else(|| missing("subject_token_type"))?,
+        token_url: wire
+            .token_url
+            .unwrap_or_else(|| crate::settings::DEFAULT_TOKEN_URL.to_owned()),
+        impersonation_url: wire.service_account_impersonation_url,
+        command: executable
+            .command
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| missing("credential_source.executable.command"))?,
+        timeout_millis: executable.timeout_millis.unwrap_or(30_000),
+        output_file: executable.output_file.map(PathBuf::from),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +377,38 @@ mod tests {
                 command_line(Path::new("/x"), &[bad.into()]).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn a_rendered_config_reads_back_and_foreign_ones_say_why_not() {
+        let text = render(&spec(Some("sa@p.iam.gserviceaccount.com"))).unwrap_or_default();
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.command, "/usr/bin/wif-helper executable");
+        assert_eq!(c.subject_token_type, JWT_TOKEN_TYPE);
+        assert_eq!(c.timeout_millis, 30_000);
+        assert_eq!(c.output_file, Some(PathBuf::from("/c/out.json")));
+        assert!(
+            c.impersonation_url
+                .is_some_and(|u| u.ends_with(":generateAccessToken"))
+        );
+        let aws1 = r#"{"type":"external_account","audience":"a","subject_token_type":"t",
+            "credential_source":{"environment_id":"aws1"}}"#;
+        let e = parse(aws1)
+            .err()
+            .map(|e| e.message().to_owned())
+            .unwrap_or_default();
+        assert!(
+            e.contains("environment_id") && e.contains("generate-config"),
+            "{e}"
+        );
+        for bad in [
+            "",
+            "[]",
+            r#"{"type":"service_account"}"#,
+            r#"{"type":"external_account"}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -149,6 +149,12 @@ fn check_opened_file(file: &File, path: &Path, what: &str) -> Result<()> {
 /// whatever the length of the target's: a target name near the 255-byte
 /// limit must still be writable.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_mode(path, data, 0o600)
+}
+
+/// [`write_atomic`] with another file mode (0644 for a credential
+/// configuration, which holds no secret and other users must read).
+pub(crate) fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = parent_dir(path);
     let tmp = dir.join(format!(
@@ -161,9 +167,11 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
+        // The umask may have cleared bits the caller asked for.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;

@@ -6,6 +6,11 @@
 //! `HTTP_PROXY` / `NO_PROXY` honoured (reqwest reads them by default).
 //! It is built only on a cache miss, so a cache hit never sets up TLS.
 //!
+//! It never follows a redirect: a 307 or 308 would make it send the request
+//! again, body and all (the subject token, a federated token), to wherever
+//! the `Location` says. A 3xx is an error naming the service, its host and
+//! the host it pointed to, and it is not retried.
+//!
 //! [`send_with_retry`] is the retry policy: 429, 500, 502, 503, 504,
 //! connection failures and timeouts are retried with full-jitter exponential
 //! backoff (100 ms base, doubling, capped at 2 s, at most [`MAX_ATTEMPTS`]
@@ -16,7 +21,7 @@
 
 use crate::deadline::Deadline;
 use crate::error::{Error, ErrorCode, Result};
-use crate::text::error_chain as chain;
+use crate::text::{error_chain as chain, quote};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
@@ -42,6 +47,7 @@ pub(crate) fn client(request_timeout: Duration) -> Result<reqwest::Client> {
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(request_timeout)
         .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| {
             Error::new(
@@ -61,6 +67,8 @@ pub(crate) struct Response {
     pub(crate) status: u16,
     /// The body (may hold a token: never log it).
     pub(crate) body: Vec<u8>,
+    /// How long the server asked to wait before a retry (`Retry-After`).
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for Response {
@@ -169,6 +177,15 @@ pub(crate) async fn send_with_retry(
         let host = request.url().host_str().unwrap_or("?").to_owned();
         let started = Instant::now();
         let outcome = match client.execute(request).await {
+            Ok(resp) if resp.status().is_redirection() => {
+                tracing::debug!(
+                    service = what,
+                    host,
+                    status = resp.status().as_u16(),
+                    "redirect"
+                );
+                return Err(redirect_error(what, &host, &resp));
+            }
             Ok(resp) => read_body(resp).await,
             Err(e) => Err(e),
         };
@@ -185,9 +202,20 @@ pub(crate) async fn send_with_retry(
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "HTTP attempt"
         );
-        let pause = backoff(attempt - 1, random());
+        // The server's Retry-After is a floor for the pause: retrying sooner
+        // would be refused again. When it does not fit in the deadline, the
+        // last answer is the answer.
+        let asked = outcome.as_ref().ok().and_then(|r| r.retry_after);
+        let pause = backoff(attempt - 1, random()).max(asked.unwrap_or_default());
         let room = deadline.left();
         if !retryable || attempt >= MAX_ATTEMPTS || pause + MIN_ATTEMPT >= room {
+            if asked.is_some_and(|a| a + MIN_ATTEMPT >= room) {
+                tracing::debug!(
+                    service = what,
+                    host,
+                    "Retry-After does not fit in the deadline"
+                );
+            }
             return outcome.map_err(|e| transport_error(what, &host, &e, started.elapsed()));
         }
         if let Err(e) = &outcome {
@@ -221,6 +249,16 @@ fn kind(e: &reqwest::Error) -> &'static str {
 
 async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Response, reqwest::Error> {
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            parse_retry_after(
+                v,
+                crate::clock::Clock::now_system(&crate::clock::SystemClock),
+            )
+        });
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
         let room = MAX_BODY_BYTES.saturating_sub(body.len());
@@ -229,7 +267,50 @@ async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Response,
             break;
         }
     }
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        body,
+        retry_after,
+    })
+}
+
+/// `Retry-After`: delay-seconds, or an HTTP-date (RFC 9110 §10.2.3) from
+/// which the wait is counted at `now`. Unparseable values are ignored.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A 3xx answer: never followed (the request would be re-sent with its
+/// token), never retried. Names the host the `Location` points to, not its
+/// path or query.
+fn redirect_error(what: &str, host: &str, resp: &reqwest::Response) -> Error {
+    let to = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| resp.url().join(l).ok())
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{}://{h}:{p}", u.scheme()),
+                None => format!("{}://{h}", u.scheme()),
+            })
+        })
+        .map(|to| format!(" to {}", quote(&to)))
+        .unwrap_or_default();
+    Error::new(
+        ErrorCode::GoogleError,
+        format!(
+            "{what} at {host} answered with a redirect (HTTP {}){to}; wif-helper does not \
+             follow redirects, so the request and its token were not sent on: check the \
+             endpoint URL (--token-url, --iam-credentials-url) and any proxy in the way",
+            resp.status().as_u16()
+        ),
+    )
 }
 
 fn transport_error(what: &str, host: &str, e: &reqwest::Error, took: Duration) -> Error {
@@ -274,6 +355,17 @@ pub(crate) mod fake {
 
     impl FakeServer {
         pub(crate) fn start(script: Vec<(u16, String)>) -> Self {
+            Self::with_headers(
+                script
+                    .into_iter()
+                    .map(|(status, body)| (status, String::new(), body))
+                    .collect(),
+            )
+        }
+
+        /// Like [`FakeServer::start`], each answer with extra header lines
+        /// (`name: value\r\n` each).
+        pub(crate) fn with_headers(script: Vec<(u16, String, String)>) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
             let url = format!(
                 "http://{}",
@@ -282,7 +374,7 @@ pub(crate) mod fake {
             let requests = Arc::new(Mutex::new(Vec::new()));
             let seen = Arc::clone(&requests);
             std::thread::spawn(move || {
-                for (status, body) in script {
+                for (status, headers, body) in script {
                     let Ok((stream, _)) = listener.accept() else {
                         return;
                     };
@@ -311,7 +403,7 @@ pub(crate) mod fake {
                     let mut stream = reader.into_inner();
                     let _ = write!(
                         stream,
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = stream.flush();
@@ -327,183 +419,4 @@ pub(crate) mod fake {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::fake::FakeServer;
-    use super::*;
-
-    #[test]
-    fn status_classification_table() {
-        for s in [429, 500, 502, 503, 504] {
-            assert!(is_retryable_status(s), "{s}");
-        }
-        for s in [
-            200, 201, 204, 301, 400, 401, 403, 404, 409, 412, 413, 422, 501, 505,
-        ] {
-            assert!(!is_retryable_status(s), "{s}");
-        }
-    }
-
-    #[test]
-    fn transport_classification_table() {
-        use TransportFailure::*;
-        // (builder, timeout, fatal) -> class, retryable
-        let table = [
-            ((true, false, false), Invalid, false),
-            ((true, true, false), Invalid, false),
-            ((false, true, false), Timeout, true),
-            ((false, true, true), Timeout, true),
-            ((false, false, true), Fatal, false),
-            ((false, false, false), Network, true),
-        ];
-        for ((b, t, f), class, retry) in table {
-            let c = TransportFailure::from_flags(b, t, f);
-            assert_eq!(c, class, "{b} {t} {f}");
-            assert_eq!(c.is_retryable(), retry, "{c:?}");
-        }
-    }
-
-    #[test]
-    fn backoff_ceilings_double_from_100ms_and_cap_at_2s() {
-        let ms = |r| backoff_ceiling(r).as_millis();
-        assert_eq!(
-            [ms(0), ms(1), ms(2), ms(3), ms(4), ms(5)],
-            [100, 200, 400, 800, 1600, 2000]
-        );
-        assert_eq!(ms(31), 2000);
-        assert_eq!(ms(u32::MAX), 2000);
-    }
-
-    #[test]
-    fn full_jitter_stays_within_zero_and_the_ceiling() {
-        for retry in 0..8 {
-            let ceiling = backoff_ceiling(retry);
-            for r in [0, 1, 99, 100, 101, 12_345, u64::MAX, random(), random()] {
-                assert!(backoff(retry, r) <= ceiling, "{retry} {r}");
-            }
-            assert_eq!(backoff(retry, 0), Duration::ZERO);
-            assert_eq!(
-                backoff(retry, u64::try_from(ceiling.as_millis()).unwrap_or(0)),
-                ceiling
-            );
-        }
-    }
-
-    #[test]
-    fn jitter_source_varies() {
-        let draws: std::collections::HashSet<u64> = (0..16).map(|_| random()).collect();
-        assert!(draws.len() > 1);
-    }
-
-    #[test]
-    fn debug_of_a_response_hides_the_body() {
-        let r = Response {
-            status: 200,
-            body: b"{\"access_token\":\"ya29.secret\"}".to_vec(),
-        };
-        let d = format!("{r:?}");
-        assert!(!d.contains("ya29"), "{d}");
-        assert!(d.contains("200"));
-    }
-
-    #[tokio::test]
-    async fn past_deadline_means_timeout_without_a_request() {
-        let client = reqwest::Client::new();
-        let e = send_with_retry(Deadline::after(Duration::ZERO), "Google STS", || {
-            client.post("http://127.0.0.1:9/x")
-        })
-        .await
-        .err();
-        assert_eq!(e.map(|e| e.code()), Some(ErrorCode::Timeout));
-    }
-
-    #[tokio::test]
-    async fn refused_connection_is_a_network_error_naming_the_host_within_the_deadline() {
-        // Port 9 (discard) on loopback is closed here; connection refused is immediate.
-        let client = reqwest::Client::new();
-        let deadline = Deadline::after(Duration::from_secs(3));
-        let e = send_with_retry(deadline, "Google STS", || {
-            client.post("http://127.0.0.1:9/v1/token?x=secret")
-        })
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("expected an error"));
-        assert!(Instant::now() <= deadline.instant() + Duration::from_millis(200));
-        assert_eq!(e.code(), ErrorCode::NetworkError, "{e}");
-        assert!(e.message().contains("127.0.0.1"), "{e}");
-        assert!(!e.message().contains("secret"), "{e}");
-        assert!(e.is_transient());
-    }
-
-    fn script(statuses: &[u16]) -> Vec<(u16, String)> {
-        statuses
-            .iter()
-            .map(|s| (*s, format!("{{\"n\":{s}}}")))
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn retryable_statuses_are_retried_until_success() -> Result<()> {
-        let server = FakeServer::start(script(&[503, 429, 502, 200]));
-        let client = client(Duration::from_secs(5))?;
-        let r = send_with_retry(
-            Deadline::after(Duration::from_secs(10)),
-            "Google STS",
-            || client.post(&server.url),
-        )
-        .await?;
-        assert_eq!(r.status, 200);
-        assert_eq!(r.body, b"{\"n\":200}");
-        let reqs = server.requests();
-        assert_eq!(reqs.len(), 4);
-        assert!(
-            reqs[0]
-                .to_ascii_lowercase()
-                .contains(&format!("user-agent: {USER_AGENT}")),
-            "{}",
-            reqs[0]
-        );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn other_4xx_are_returned_at_once() -> Result<()> {
-        for status in [400, 401, 403, 404] {
-            let server = FakeServer::start(script(&[status, 200]));
-            let client = client(Duration::from_secs(5))?;
-            let r = send_with_retry(Deadline::after(Duration::from_secs(10)), "IAM", || {
-                client.post(&server.url)
-            })
-            .await?;
-            assert_eq!(r.status, status);
-            assert_eq!(server.requests().len(), 1, "{status}");
-        }
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn attempts_are_bounded_and_the_last_status_is_returned() -> Result<()> {
-        let server = FakeServer::start(script(&[500; 8]));
-        let client = client(Duration::from_secs(5))?;
-        let r = send_with_retry(Deadline::after(Duration::from_secs(20)), "IAM", || {
-            client.post(&server.url)
-        })
-        .await?;
-        assert_eq!(r.status, 500);
-        assert_eq!(
-            server.requests().len(),
-            usize::try_from(MAX_ATTEMPTS).unwrap_or(0)
-        );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn backoff_never_sleeps_past_the_deadline() -> Result<()> {
-        let server = FakeServer::start(script(&[503; 100]));
-        let client = client(Duration::from_secs(5))?;
-        let deadline = Deadline::after(Duration::from_millis(150));
-        let r = send_with_retry(deadline, "IAM", || client.post(&server.url)).await?;
-        assert_eq!(r.status, 503);
-        assert!(Instant::now() <= deadline.instant() + Duration::from_millis(50));
-        Ok(())
-    }
-}
+mod tests;

@@ -4,7 +4,9 @@
 //! file created with mode 0600; `--log-level` (`WIF_HELPER_LOG`, default
 //! `debug` when a file is given) sets wif-helper's own level. Other crates log
 //! at `warn` at most, and `aws_sigv4` not at all, because its debug output
-//! contains canonical requests with session tokens. wif-helper's own events
+//! contains canonical requests with session tokens; aws-config's warnings
+//! about a failed credential provider are dropped too, as they quote what a
+//! `credential_process` printed. wif-helper's own events
 //! carry identifiers (key ids, ARNs, URLs, timings), never secret values;
 //! and every line, whatever crate it comes from, passes through
 //! [`crate::secret::redact`] before it is written.
@@ -92,8 +94,15 @@ fn filter(level: &str) -> Result<EnvFilter> {
             "--log-level `{level}`: expected error, warn, info, debug or trace"
         )));
     }
-    EnvFilter::try_new(format!("warn,wif_helper={level},aws_sigv4=off"))
-        .map_err(|e| Error::invalid(format!("--log-level: {e}")))
+    // aws-config warns with the full error of a credential provider that
+    // failed, which for a `credential_process` is everything the process
+    // printed (a key it read, a password): no redaction can know what is
+    // secret there. wif-helper reports the same failure without it.
+    EnvFilter::try_new(format!(
+        "warn,wif_helper={level},aws_sigv4=off,\
+         aws_config::profile::credentials=error,aws_config::meta::credentials::chain=error"
+    ))
+    .map_err(|e| Error::invalid(format!("--log-level: {e}")))
 }
 
 /// Opens the log file for appending (creating it 0600) if it is safe to
@@ -139,24 +148,18 @@ pub(crate) fn init(file: Option<&Path>, level: Option<&str>, sink: Sink) -> Resu
     // A bad level is an error even when nothing is logged.
     let level = level.unwrap_or("debug");
     filter(level)?;
-    if let Some(path) = file {
-        match open_log_file(path) {
-            Ok(f) => {
-                let _ = tracing_subscriber::fmt()
-                    .with_env_filter(filter(level)?)
-                    .with_ansi(false)
-                    .with_writer(Redacting(Mutex::new(f)))
-                    .try_init();
-                return Ok(());
-            }
-            Err(why) if sink == Sink::Stderr => crate::output::stderr(&format!(
-                "wif-helper: warning: not logging to --log-file {}: {why}; logging to stderr \
-                 instead (use a file only you can write, e.g. under ~/.cache)",
-                path.display()
-            )),
-            Err(_) => return Ok(()),
+    let refused = match file.map(|path| (path, open_log_file(path))) {
+        Some((_, Ok(f))) => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter(level)?)
+                .with_ansi(false)
+                .with_writer(Redacting(Mutex::new(f)))
+                .try_init();
+            return Ok(());
         }
-    }
+        Some((path, Err(why))) => Some((path, why)),
+        None => None,
+    };
     if sink == Sink::Stderr {
         use std::io::IsTerminal;
         let _ = tracing_subscriber::fmt()
@@ -165,6 +168,13 @@ pub(crate) fn init(file: Option<&Path>, level: Option<&str>, sink: Sink) -> Resu
             .with_ansi(std::io::stderr().is_terminal())
             .with_writer(Redacting(Mutex::new(std::io::stderr())))
             .try_init();
+        if let Some((path, why)) = refused {
+            tracing::warn!(
+                "not logging to --log-file {}: {why}; logging to stderr instead \
+                 (use a file only you can write, e.g. under ~/.cache)",
+                path.display()
+            );
+        }
     }
     Ok(())
 }

@@ -52,31 +52,72 @@ pub struct CacheSettings {
 }
 
 impl CacheSettings {
-    /// Opens the cache, or `None` when disabled.
+    /// Opens the cache, or `None` when disabled. An explicit `--cache-dir`
+    /// that is unusable or unsafe is an error, and so is an unsafe default
+    /// one (`CACHE_INSECURE`: tampering). The default location is otherwise
+    /// only a preference: when it cannot be used (no `HOME`, a read-only
+    /// one as on Lambda or in a pod with a read-only root filesystem), the
+    /// cache falls back to a private directory under `$XDG_RUNTIME_DIR`, then
+    /// under the temporary directory, then to no cache, saying so in the log;
+    /// the call itself never fails for it.
     pub(crate) fn open(&self, env: &Env) -> Result<Option<Cache>> {
         if self.disabled {
             return Ok(None);
         }
-        let dir = match &self.dir {
-            Some(d) => d.clone(),
-            None => env.default_cache_dir().ok_or_else(|| {
-                Error::invalid("no cache directory: set --cache-dir (WIF_HELPER_CACHE_DIR), XDG_CACHE_HOME or HOME, or pass --no-cache")
-            })?,
-        };
-        Cache::open(dir).map(Some).map_err(|e| {
-            if e.code() == ErrorCode::CacheError {
-                Error::new(
-                    e.code(),
-                    format!(
-                        "{}; choose another --cache-dir (WIF_HELPER_CACHE_DIR) or pass --no-cache",
-                        e.message()
-                    ),
-                )
-            } else {
-                e
+        if let Some(dir) = &self.dir {
+            return Cache::open(dir.clone()).map(Some).map_err(|e| {
+                if e.code() == ErrorCode::CacheError {
+                    Error::new(
+                        e.code(),
+                        format!(
+                            "{}; choose another --cache-dir (WIF_HELPER_CACHE_DIR) or pass --no-cache",
+                            e.message()
+                        ),
+                    )
+                } else {
+                    e
+                }
+            });
+        }
+        for (i, dir) in fallback_dirs(env).into_iter().enumerate() {
+            match Cache::open(dir.clone()) {
+                Ok(cache) => return Ok(Some(cache)),
+                // Unsafe is not the same as unusable: a usual cache directory
+                // that others can write, own or have replaced by a symlink
+                // means someone tampered with it, and is refused, not quietly
+                // avoided. A squatted fallback in a shared /tmp is skipped.
+                Err(e) if i == 0 && e.code() == ErrorCode::CacheInsecure => return Err(e),
+                Err(e) => tracing::warn!(
+                    dir = %dir.display(),
+                    error = %e,
+                    "cache directory unusable; trying the next one"
+                ),
             }
-        })
+        }
+        tracing::warn!("no usable cache directory: caching is off for this run");
+        Ok(None)
     }
+}
+
+/// Where the cache may live when no `--cache-dir` is given, best first:
+/// the XDG cache directory, `$XDG_RUNTIME_DIR/wif-helper`, and
+/// `$TMPDIR/wif-helper-<uid>` (created 0700; one squatted by another user
+/// is refused like any unsafe directory).
+fn fallback_dirs(env: &Env) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = env.default_cache_dir().into_iter().collect();
+    if let Some(run) = env.get("XDG_RUNTIME_DIR").map(PathBuf::from)
+        && run.is_absolute()
+    {
+        dirs.push(run.join("wif-helper"));
+    }
+    let tmp = env
+        .get("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let uid = rustix::process::geteuid().as_raw();
+    dirs.push(tmp.join(format!("wif-helper-{uid}")));
+    dirs
 }
 
 /// Everything that determines the tokens a [`crate::TokenService`] hands out.
@@ -190,6 +231,40 @@ mod tests {
         assert_eq!(s.timeout, Duration::from_secs(30));
         assert!(!s.cache.disabled);
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn an_unusable_default_cache_falls_back_and_an_explicit_one_is_an_error() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let tmp = d.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap_or_else(|e| panic!("{e}"));
+        let tmp_str = tmp.to_string_lossy().into_owned();
+        // No HOME at all: the temporary directory.
+        let env = Env::from_pairs([("TMPDIR", tmp_str.as_str())]);
+        let cache = CacheSettings::default().open(&env).ok().flatten();
+        let dir = cache.map(|c| c.dir().to_path_buf()).unwrap_or_default();
+        assert!(dir.starts_with(&tmp), "{}", dir.display());
+        // HOME is a file, so ~/.cache cannot be made: the runtime directory.
+        let home = d.path().join("home-file");
+        std::fs::write(&home, b"").unwrap_or_else(|e| panic!("{e}"));
+        let run = d.path().join("run");
+        std::fs::create_dir(&run).unwrap_or_else(|e| panic!("{e}"));
+        let (h, r) = (home.to_string_lossy(), run.to_string_lossy());
+        let env = Env::from_pairs([("HOME", h.as_ref()), ("XDG_RUNTIME_DIR", r.as_ref())]);
+        let cache = CacheSettings::default().open(&env).ok().flatten();
+        assert_eq!(
+            cache.map(|c| c.dir().to_path_buf()),
+            Some(run.join("wif-helper"))
+        );
+        // Nothing usable at all: no cache, and no error.
+        let env = Env::from_pairs([("HOME", h.as_ref()), ("TMPDIR", h.as_ref())]);
+        assert!(matches!(CacheSettings::default().open(&env), Ok(None)));
+        // An explicit directory that cannot be used is an error.
+        let explicit = CacheSettings {
+            dir: Some(home.join("cache")),
+            disabled: false,
+        };
+        assert!(explicit.open(&env).is_err());
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! Text from elsewhere (an upstream's error, an error chain) made safe for a
-//! one-line message: control characters flattened, length bounded.
+//! one-line message: secrets redacted, control characters flattened, length
+//! bounded.
+//!
+//! Redaction ([`crate::secret::redact`]) comes first: cut first, a secret
+//! split at the cut would no longer match and its first half would be kept.
 
 /// At most this many characters of an upstream's error text go into a message.
 const MAX_QUOTED: usize = 400;
 /// At most this many characters of an error chain.
 const MAX_CHAIN: usize = 1000;
 
-/// An upstream-supplied text, shortened and stripped of control characters,
-/// safe to put in a one-line message.
+/// An upstream-supplied text, redacted, shortened and stripped of control
+/// characters, safe to put in a one-line message.
 pub(crate) fn quote(text: &str) -> String {
+    let text = crate::secret::redact(text);
     let mut out: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -22,7 +27,7 @@ pub(crate) fn quote(text: &str) -> String {
 
 /// An error and its sources on one line, what happened first and then why;
 /// whitespace collapsed, a cause already contained in the text before it
-/// skipped, at most [`MAX_CHAIN`] characters.
+/// skipped, redacted, at most [`MAX_CHAIN`] characters.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(e);
@@ -37,7 +42,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cur = err.source();
     }
-    let text = parts.join(": ");
+    let text = crate::secret::redact(&parts.join(": "));
     match text.char_indices().nth(MAX_CHAIN) {
         Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
         None => text,
@@ -55,6 +60,21 @@ mod tests {
         let q = quote(&long);
         assert!(q.chars().count() <= MAX_QUOTED + 1);
         assert!(q.ends_with('…'));
+    }
+
+    #[test]
+    fn secrets_are_redacted_before_the_text_is_cut() {
+        // A remembered secret straddling the cut: cut first, its first half
+        // would stay.
+        let secret = "straddling-secret-only-text-tests-know";
+        crate::secret::remember(secret);
+        let text = format!("{}{secret}", "x".repeat(MAX_QUOTED - 10));
+        let q = quote(&text);
+        assert!(!q.contains(&secret[..10]), "{q}");
+        assert!(q.contains("[redacted]"), "{q}");
+        let text = format!("{}: {secret}", "y".repeat(MAX_CHAIN - 12));
+        let c = error_chain(&std::io::Error::other(text));
+        assert!(!c.contains(&secret[..10]), "{c}");
     }
 
     #[test]

@@ -58,12 +58,15 @@ impl IssuedToken {
     }
 
     /// The token with its expiry no later than `max_lifetime` seconds after
-    /// it was issued: what was asked for bounds what an upstream's absolute
-    /// expiry time can claim, whatever its clock says.
+    /// it was issued (plus [`MAX_CLOCK_SKEW_SECS`] between the upstream's
+    /// clock and ours): what was asked for bounds what an upstream's
+    /// absolute expiry time can claim, whatever its clock says.
     pub(crate) fn capped(mut self, max_lifetime: i64) -> Self {
-        self.expires_at = self
-            .expires_at
-            .min(self.issued_at.saturating_add(max_lifetime));
+        self.expires_at = self.expires_at.min(
+            self.issued_at
+                .saturating_add(max_lifetime)
+                .saturating_add(MAX_CLOCK_SKEW_SECS),
+        );
         self
     }
 
@@ -143,7 +146,12 @@ mod tests {
 
     #[test]
     fn capping_never_extends_and_bounds_the_lifetime() {
-        assert_eq!(token(1000, 6 * 86_400).capped(3600).expires_at, 4600);
+        assert_eq!(
+            token(1000, 6 * 86_400).capped(3600).expires_at,
+            4600 + MAX_CLOCK_SKEW_SECS
+        );
         assert_eq!(token(1000, 600).capped(3600).expires_at, 1600);
+        // A second or two between AWS's clock and ours changes nothing.
+        assert_eq!(token(1000, 3602).capped(3600).expires_at, 4602);
     }
 }

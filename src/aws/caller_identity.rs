@@ -116,12 +116,41 @@ pub(crate) fn subject_token(
 /// The caller's ARN from STS `GetCallerIdentity`, or `None` if AWS does not
 /// answer; only for error hints (a member to bind).
 pub(crate) async fn caller_arn(aws: &crate::aws::AwsContext) -> Option<String> {
-    crate::aws::sts_client(&aws.config)
+    caller(aws).await.ok()
+}
+
+/// The caller's ARN from STS `GetCallerIdentity`, or why AWS refused: the
+/// same call Google STS replays to verify an AWS subject token.
+pub(crate) async fn caller(aws: &crate::aws::AwsContext) -> Result<String> {
+    use aws_sdk_sts::error::ProvideErrorMetadata;
+    const WHAT: &str = "GetCallerIdentity";
+    match crate::aws::sts_client(&aws.config)
         .get_caller_identity()
         .send()
         .await
-        .ok()?
-        .arn
+    {
+        Ok(out) => out.arn.ok_or_else(|| {
+            Error::new(
+                ErrorCode::AwsError,
+                "GetCallerIdentity answered without an ARN",
+            )
+        }),
+        Err(e) => {
+            if let Some(err) = crate::aws::sdk_transport_error(WHAT, &e) {
+                return Err(err);
+            }
+            let status = e.raw_response().map_or(0, |r| r.status().as_u16());
+            let service = e.into_service_error();
+            Err(crate::aws::sts_service_error(
+                WHAT,
+                service.code(),
+                service.message(),
+                status,
+                "GetCallerIdentity needs no permission: an explicit Deny (an SCP or a permissions \
+                 boundary) refuses it",
+            ))
+        }
+    }
 }
 
 /// URL-encodes like Python's `urllib.parse.quote` (safe: `/`).

@@ -16,6 +16,14 @@
 //! * the endpoints named by `AWS_EC2_METADATA_SERVICE_ENDPOINT` and
 //!   `AWS_CONTAINER_CREDENTIALS_FULL_URI` (read from the same [`Env`]
 //!   aws-config reads them from).
+//!
+//! Every answer, on either route, is capped at [`MAX_BODY_BYTES`]: the SDK
+//! buffers whole bodies, so a hostile or broken endpoint (or a proxy) could
+//! otherwise make it hold hundreds of megabytes. An answer that declares a
+//! larger `Content-Length` is refused before its body is read; a longer
+//! chunked one once the limit is passed. Either way the request fails with a
+//! [`TooLarge`] connector error, which the SDK does not retry. The SDK does
+//! not follow redirects: a 3xx is an answer like any other, an AWS error.
 
 use crate::env::Env;
 use aws_smithy_http_client::proxy::ProxyConfig;
@@ -24,9 +32,16 @@ use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
     SharedHttpConnector,
 };
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
+
+/// The largest AWS answer read: STS, credential and metadata answers are a
+/// few kilobytes.
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Hosts that serve AWS credentials to the machine or the task itself.
 const METADATA_HOSTS: [&str; 5] = [
@@ -158,11 +173,67 @@ struct RoutingConnector {
 
 impl HttpConnector for RoutingConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        if self.bypass.is_direct(request.uri()) {
+        let from = authority(request.uri())
+            .map(|(host, port)| format!("{host}:{port}"))
+            .unwrap_or_else(|| "?".into());
+        let answer = if self.bypass.is_direct(request.uri()) {
             self.direct.call(request)
         } else {
             self.proxied.call(request)
+        };
+        HttpConnectorFuture::new(async move { read_capped(answer.await?, from).await })
+    }
+}
+
+/// An AWS answer larger than [`MAX_BODY_BYTES`].
+#[derive(Debug)]
+pub(crate) struct TooLarge {
+    /// `host:port` of the endpoint that sent it.
+    from: String,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the answer from {} is larger than {MAX_BODY_BYTES} bytes, far more than any AWS \
+             answer, and was refused; check what AWS_ENDPOINT_URL_STS, the credentials \
+             endpoint and any proxy in the way point to",
+            self.from
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+impl TooLarge {
+    /// The [`TooLarge`] among `e` and its sources, if any.
+    pub(crate) fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Self> {
+        std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref::<Self>())
+    }
+}
+
+/// `response` with its body read into memory, at most [`MAX_BODY_BYTES`].
+async fn read_capped(
+    mut response: HttpResponse,
+    from: String,
+) -> Result<HttpResponse, ConnectorError> {
+    let too_large = |from| ConnectorError::other(Box::new(TooLarge { from }), None);
+    let body = std::mem::replace(response.body_mut(), SdkBody::taken());
+    if body
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large(from));
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(read) => {
+            *response.body_mut() = SdkBody::from(read.to_bytes());
+            Ok(response)
         }
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large(from)),
+        // A connection lost mid-body: retried like one lost before it.
+        Err(e) => Err(ConnectorError::io(e)),
     }
 }
 

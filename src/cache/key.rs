@@ -22,6 +22,10 @@ pub(super) const SCHEMA: u32 = 1;
 pub(crate) struct CacheKey {
     kind: &'static str,
     pub(super) hex: String,
+    /// What `wif-helper cache list` shows of the entry: the provider,
+    /// service account, scopes or audience. Descriptive only, never hashed,
+    /// never a secret.
+    pub(super) about: BTreeMap<&'static str, String>,
 }
 
 impl CacheKey {
@@ -41,7 +45,17 @@ impl CacheKey {
         Self {
             kind,
             hex: hex::encode(h.finalize()),
+            about: BTreeMap::new(),
         }
+    }
+
+    fn about<const N: usize>(mut self, pairs: [(&'static str, &str); N]) -> Self {
+        self.about = pairs
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
+        self
     }
 
     /// The file name stem, e.g. `jwt-3f2a…`.
@@ -56,7 +70,7 @@ impl CacheKey {
         let mut f = identity.fields();
         f.push(("audience", audience));
         f.push(("duration", &duration));
-        Self::new("jwt", f)
+        Self::new("jwt", f).about([("provider", audience)])
     }
 
     /// The federated token from Google STS: the AWS identity and the exchange.
@@ -67,6 +81,10 @@ impl CacheKey {
             "sts",
             exchange_fields(identity, s, &audience, &jwt_duration),
         )
+        .about([
+            ("provider", &audience),
+            ("provider_type", s.provider_type.as_str()),
+        ])
     }
 
     /// A service-account access token: the exchange, the account, the
@@ -83,7 +101,11 @@ impl CacheKey {
         let mut f = impersonation_fields(identity, s, &audience, &jwt_duration, &delegates);
         f.push(("scopes", &scopes));
         f.push(("lifetime", &lifetime));
-        Self::new("access", f)
+        Self::new("access", f).about([
+            ("provider", &audience),
+            ("service_account", &s.service_account),
+            ("scopes", &scopes),
+        ])
     }
 
     /// A service-account ID token for `audience` (scopes and lifetime do not
@@ -100,11 +122,13 @@ impl CacheKey {
         let mut f =
             impersonation_fields(identity, s, &provider_audience, &jwt_duration, &delegates);
         f.push(("id_audience", audience));
-        f.push((
-            "include_email",
-            if include_email { "true" } else { "false" },
-        ));
-        Self::new("id", f)
+        let email = if include_email { "true" } else { "false" };
+        f.push(("include_email", email));
+        Self::new("id", f).about([
+            ("provider", &provider_audience),
+            ("service_account", &s.service_account),
+            ("audience", audience),
+        ])
     }
 }
 

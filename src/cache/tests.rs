@@ -80,18 +80,21 @@ fn corrupt_truncated_foreign_and_future_entries_are_misses() -> Result<()> {
         schema: SCHEMA,
         key: key.hex.clone(),
         token: token(1000, 3600),
+        about: BTreeMap::new(),
     })
     .map_err(|e| Error::invalid(e.to_string()))?;
     let foreign = serde_json::to_vec(&Entry {
         schema: SCHEMA,
         key: other.hex.clone(),
         token: token(1000, 3600),
+        about: BTreeMap::new(),
     })
     .map_err(|e| Error::invalid(e.to_string()))?;
     let future = serde_json::to_vec(&Entry {
         schema: SCHEMA + 1,
         key: key.hex.clone(),
         token: token(1000, 3600),
+        about: BTreeMap::new(),
     })
     .map_err(|e| Error::invalid(e.to_string()))?;
     for bad in [
@@ -126,6 +129,7 @@ fn implausible_entries_are_misses_and_never_served() -> Result<()> {
                 expires_at,
                 issued_at,
             },
+            about: BTreeMap::new(),
         })
         .unwrap_or_default()
     };

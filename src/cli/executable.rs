@@ -29,20 +29,20 @@ pub(super) struct ExecutableArgs {
     /// Workload identity pool provider: projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROV
     /// (default: GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE, set by most client libraries)
     #[arg(long, env = "WIF_HELPER_PROVIDER", value_name = "RESOURCE")]
-    provider: Option<String>,
-    #[command(flatten)]
-    duration: JwtDurationArg,
+    pub(super) provider: Option<String>,
     /// Also write the response here, atomically (default: GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE)
     #[arg(long, env = "GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", value_name = "PATH")]
     output_file: Option<PathBuf>,
     #[command(flatten)]
-    timeout: TimeoutArg,
+    pub(super) aws: AwsArgs,
     #[command(flatten)]
-    aws: AwsArgs,
-    #[command(flatten)]
-    cache: CacheArgs,
+    pub(super) cache: CacheArgs,
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    timeout: TimeoutArg,
+    #[command(flatten)]
+    pub(super) duration: JwtDurationArg,
 }
 
 /// Executable mode: one JSON object on stdout, nothing on stderr, exit 0.

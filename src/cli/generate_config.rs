@@ -7,6 +7,7 @@ use crate::output;
 use crate::provider::Provider;
 use crate::settings::validate;
 use clap::Args;
+use clap::builder::BoolishValueParser;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -28,16 +29,27 @@ pub(super) struct GenerateConfigArgs {
     output_file: PathBuf,
     /// Service-account token lifetime in seconds, 600..=43200 (above 3600 needs the org policy
     /// constraints/iam.allowServiceAccountCredentialLifetimeExtension)
-    #[arg(long, env = "WIF_HELPER_LIFETIME", value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "WIF_HELPER_LIFETIME",
+        value_name = "SECONDS",
+        value_parser = super::parse_lifetime,
+        allow_negative_numbers = true
+    )]
     lifetime: Option<u32>,
+    /// Overwrite an existing, different credential configuration
+    #[arg(long, env = "WIF_HELPER_FORCE", value_parser = BoolishValueParser::new())]
+    force: bool,
+    /// Output format of the summary
+    #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text)]
+    format: Format,
     #[command(flatten)]
-    google: GoogleUrlArgs,
-    #[command(flatten)]
-    duration: JwtDurationArg,
+    aws: AwsArgs,
     /// How long libraries let the command run (5000..=120000 ms)
     #[arg(
         long,
         env = "WIF_HELPER_EXECUTABLE_TIMEOUT_MILLIS",
+        help_heading = "The generated command",
         value_name = "MS",
         default_value_t = 30_000
     )]
@@ -46,22 +58,33 @@ pub(super) struct GenerateConfigArgs {
     /// none). Only for a config that a single AWS identity uses: a process running as another
     /// identity would be handed this one's token. Without it, each refresh runs wif-helper, whose
     /// own cache (bound to the AWS identity) answers in about 2 ms.
-    #[arg(long, env = "WIF_HELPER_EXECUTABLE_OUTPUT_FILE", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "WIF_HELPER_EXECUTABLE_OUTPUT_FILE",
+        help_heading = "The generated command",
+        value_name = "PATH"
+    )]
     executable_output_file: Option<PathBuf>,
     /// The wif-helper path to put in the command (default: this binary)
-    #[arg(long, env = "WIF_HELPER_EXECUTABLE_PATH", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "WIF_HELPER_EXECUTABLE_PATH",
+        help_heading = "The generated command",
+        value_name = "PATH"
+    )]
     executable_path: Option<PathBuf>,
-    /// Overwrite an existing, different credential configuration
-    #[arg(long, env = "WIF_HELPER_FORCE")]
-    force: bool,
-    /// Output format of the summary
-    #[arg(long, env = "WIF_HELPER_FORMAT", value_enum, default_value_t = Format::Text)]
-    format: Format,
     /// Token cache directory for the generated command (default: the XDG cache directory)
-    #[arg(long, env = "WIF_HELPER_CACHE_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "WIF_HELPER_CACHE_DIR",
+        help_heading = "The generated command",
+        value_name = "DIR"
+    )]
     cache_dir: Option<PathBuf>,
     #[command(flatten)]
-    aws: AwsArgs,
+    duration: JwtDurationArg,
+    #[command(flatten)]
+    google: GoogleUrlArgs,
 }
 
 pub(super) fn run(a: &GenerateConfigArgs) -> Result<()> {
@@ -139,7 +162,9 @@ pub(super) fn run(a: &GenerateConfigArgs) -> Result<()> {
         _ => false,
     };
     if !unchanged {
-        crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| {
+        // 0644: a config holds no secret, and one generated as root in an
+        // image must be readable by the workload's user.
+        crate::fsutil::write_atomic_mode(&path, text.as_bytes(), 0o644).map_err(|e| {
             Error::new(
                 e.code(),
                 format!("cannot write the credential configuration: {}", e.message()),

@@ -14,6 +14,7 @@ use crate::metadata::{self, App, Identity, Limits, Policy, Tokens};
 use crate::output;
 use crate::service::TokenService;
 use clap::Args;
+use clap::builder::BoolishValueParser;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,11 +50,11 @@ pub(super) struct MetadataServerArgs {
     /// Serve every local user, not only the one running the server (a
     /// node-level server): anyone on the host can then get the service
     /// account's tokens
-    #[arg(long, env = "WIF_HELPER_ALLOW_OTHER_USERS")]
+    #[arg(long, env = "WIF_HELPER_ALLOW_OTHER_USERS", value_parser = BoolishValueParser::new())]
     allow_other_users: bool,
     /// Allow a non-loopback --listen address: every host that can reach it can
     /// then get the service account's tokens (see docs/security.md)
-    #[arg(long, env = "WIF_HELPER_ALLOW_REMOTE")]
+    #[arg(long, env = "WIF_HELPER_ALLOW_REMOTE", value_parser = BoolishValueParser::new())]
     allow_remote: bool,
     /// Connections served at once; one more is answered 503 and closed
     #[arg(

@@ -60,6 +60,15 @@ impl Impersonation<'_> {
     }
 }
 
+/// The inverse of [`Impersonation::endpoint`]: the API root and the service
+/// account of a `…/v1/projects/-/serviceAccounts/{sa}:{method}` URL (a
+/// credential configuration's `service_account_impersonation_url`).
+pub(crate) fn split_endpoint(url: &str) -> Option<(&str, &str)> {
+    let (root, rest) = url.split_once("/v1/projects/-/serviceAccounts/")?;
+    let (sa, _method) = rest.rsplit_once(':')?;
+    (!root.is_empty() && !sa.is_empty() && !sa.contains('/')).then_some((root, sa))
+}
+
 /// A delegate as IAM wants it: `projects/-/serviceAccounts/EMAIL`.
 pub(crate) fn delegate_resource(d: &str) -> String {
     if d.starts_with("projects/") {

@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// The Node modules of the client-library tests (installed on first use).
+pub(crate) fn node_modules() -> PathBuf {
+    clients().join("node/node_modules")
+}
+
 pub(crate) fn clients() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {

@@ -33,13 +33,22 @@ pub(crate) fn jwt(payload: &str) -> String {
 #[test]
 fn endpoint_and_request_bodies() {
     with(&[], |t| {
+        let url = t.endpoint("generateAccessToken");
         assert_eq!(
-            t.endpoint("generateAccessToken"),
+            url,
             format!(
                 "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{SA}:generateAccessToken"
             )
         );
+        assert_eq!(
+            split_endpoint(&url),
+            Some(("https://iamcredentials.googleapis.com", SA))
+        );
     });
+    assert_eq!(
+        split_endpoint("https://x/v1/projects/p/serviceAccounts/a:b"),
+        None
+    );
     let scopes = vec!["https://www.googleapis.com/auth/cloud-platform".to_owned()];
     let b = AccessTokenRequest {
         delegates: None,

@@ -349,6 +349,16 @@ pub fn printed_token(stdout: &str) -> Option<String> {
             .iter()
             .find_map(|k| v[*k].as_str().map(str::to_owned));
     }
+    // `--format env`: `export NAME='token'` lines (after a comment), one token.
+    let exported: Vec<&str> = line
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once("='").map(|(_, v)| v.trim_end_matches('\'')))
+        .collect();
+    if !exported.is_empty() && exported.iter().all(|v| *v == exported[0]) {
+        return Some(exported[0].to_owned());
+    }
     (!line.is_empty() && !line.contains(char::is_whitespace)).then(|| line.to_owned())
 }
 

@@ -2,9 +2,6 @@
 //! emulator, plain HTTP helpers, independent JWT verification (jsonwebtoken)
 //! and a SigV4-signed `aws4_request` subject token builder (aws-sigv4).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-#![allow(dead_code)]
-
 use aws_sdk_sts::config::retry::RetryConfig;
 use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
 use serde_json::{Value, json};

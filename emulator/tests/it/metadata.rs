@@ -1,13 +1,9 @@
 //! IMDSv2 and the container credentials endpoint, with raw HTTP and with
 //! the aws-config providers.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
+use crate::common::*;
 use aws_config::imds;
 use aws_credential_types::provider::ProvideCredentials;
-use common::*;
 use serde_json::Value;
 use time::OffsetDateTime;
 use wif_emulator::{Emulator, EmulatorConfig};

@@ -1,11 +1,7 @@
 //! The emulated Google side: STS exchange of AWS outbound JWTs and of
 //! SigV4-signed requests, and IAM Credentials impersonation.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::time::SystemTime;
 use time::OffsetDateTime;

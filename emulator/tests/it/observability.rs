@@ -1,10 +1,6 @@
 //! Counters, the request log, fault injection and the admin HTTP API.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use wif_emulator::{Emulator, EmulatorConfig, Fault};

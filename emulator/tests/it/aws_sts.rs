@@ -1,13 +1,9 @@
 //! The emulated AWS STS, driven by the AWS SDK for Rust: accepted calls and
 //! the rejections real STS gives.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
+use crate::common::*;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_sdk_sts::operation::get_web_identity_token::GetWebIdentityTokenError;
-use common::*;
 use time::OffsetDateTime;
 use wif_emulator::config::StaticCredential;
 use wif_emulator::{Emulator, EmulatorConfig};

@@ -2,11 +2,7 @@
 //! library (target header unsigned) and by botocore (target header signed)
 //! for fixed inputs are accepted; any change to them is rejected.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

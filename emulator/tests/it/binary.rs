@@ -1,7 +1,5 @@
 //! The `wif-emulator` binary: prints one JSON line, serves, exits on SIGTERM.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

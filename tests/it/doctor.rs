@@ -1,0 +1,461 @@
+//! `wif-helper doctor` against the emulator: every check ok in a healthy
+//! world (exit 0), and each fault the emulator can inject failing the right
+//! check with its fix (exit 1). The harness checks that no secret is printed.
+
+use crate::common::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use wif_emulator::EmulatorConfig;
+use wif_emulator::config::ServiceAccountConfig;
+
+const POOL: &str = "projects/123456789012/locations/global/workloadIdentityPools/wif-pool";
+
+/// `doctor --format json` plus the direct flags for `provider` and `sa`.
+fn doctor(w: &World, provider: &str, sa: &str, extra: &[&str]) -> Run {
+    let mut args: Vec<String> = vec!["doctor".into(), "--format".into(), "json".into()];
+    args.extend(w.direct_flags(provider, sa));
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    w.run(&refs)
+}
+
+/// The checks of a JSON report, each checked for the documented shape.
+fn checks(run: &Run) -> Vec<Value> {
+    assert_eq!(run.stderr, "", "doctor wrote to stderr");
+    let v = run.json();
+    let obj = v.as_object().expect("an object");
+    assert_eq!(obj.keys().collect::<Vec<_>>(), ["checks"], "{v}");
+    let checks = v["checks"].as_array().expect("checks").clone();
+    for c in &checks {
+        let o = c.as_object().expect("check object");
+        let mut keys: Vec<&String> = o.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["detail", "fix", "name", "status"], "{c}");
+        let status = c["status"].as_str().unwrap_or_default();
+        assert!(["ok", "warn", "fail", "skip"].contains(&status), "{c}");
+        assert!(c["detail"].as_str().is_some_and(|d| !d.is_empty()), "{c}");
+        match status {
+            "fail" | "warn" => assert!(c["fix"].as_str().is_some_and(|f| !f.is_empty()), "{c}"),
+            _ => assert!(c["fix"].is_null(), "{c}"),
+        }
+    }
+    checks
+}
+
+fn check<'a>(checks: &'a [Value], name: &str) -> &'a Value {
+    checks
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {checks:?}"))
+}
+
+fn all_ok(run: &Run, names: &[&str]) {
+    let checks = checks(run);
+    for c in &checks {
+        assert_eq!(c["status"], "ok", "{c}");
+    }
+    let got: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(got, names);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+}
+
+/// The named check failed with a fix containing every needle; the others
+/// listed were skipped; the exit status is 1.
+fn fails(run: &Run, name: &str, fix: &[&str], skipped: &[&str]) -> Vec<Value> {
+    let checks = checks(run);
+    let c = check(&checks, name);
+    assert_eq!(c["status"], "fail", "{c}");
+    let f = c["fix"].as_str().unwrap_or_default();
+    for n in fix {
+        assert!(f.contains(n), "{n:?} not in the fix {f:?}");
+    }
+    for s in skipped {
+        assert_eq!(check(&checks, s)["status"], "skip", "{s}: {checks:?}");
+    }
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    checks
+}
+
+const DIRECT_AWS: [&str; 7] = [
+    "settings",
+    "aws_region",
+    "aws_credentials",
+    "google_sts",
+    "impersonation",
+    "id_token",
+    "cache_dir",
+];
+
+#[test]
+fn a_healthy_aws_provider_passes_every_check() {
+    let w = World::new();
+    let run = doctor(
+        &w,
+        &w.aws_provider(),
+        &w.emu.service_account(),
+        &["--audience", "https://svc.example"],
+    );
+    all_ok(&run, &DIRECT_AWS);
+    let checks = checks(&run);
+    let creds = check(&checks, "aws_credentials")["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(creds.contains("EnvironmentVariable"), "{creds}");
+    assert!(
+        creds.contains(&format!("arn:aws:iam::{ACCOUNT}:user/wif-user")),
+        "{creds}"
+    );
+    // Doctor never uses the cache: nothing was stored, every call went upstream.
+    assert_eq!(w.emu.count("google:sts.token"), 1);
+    assert_eq!(w.emu.count("google:generateAccessToken"), 1);
+    assert_eq!(w.emu.count("google:generateIdToken"), 1);
+}
+
+#[test]
+fn every_aws_credential_source_is_named() {
+    for (source, name) in [
+        (AwsSource::ProfileAssumeRole, "AssumeRoleProvider"),
+        (AwsSource::WebIdentity, "WebIdentityToken"),
+        (AwsSource::Container, "EcsContainer"),
+        (AwsSource::Imds, "IMDSv2"),
+    ] {
+        let w = World::new().source(source);
+        let run = doctor(&w, &w.aws_provider(), &w.emu.service_account(), &[]);
+        let checks = checks(&run);
+        let c = check(&checks, "aws_credentials");
+        assert_eq!(c["status"], "ok", "{source:?}: {c}");
+        assert!(
+            c["detail"].as_str().unwrap_or_default().contains(name),
+            "{source:?}: {c}"
+        );
+        if source == AwsSource::ProfileAssumeRole {
+            let d = c["detail"].as_str().unwrap_or_default();
+            assert!(d.contains("profile app"), "{c}");
+        }
+        assert_eq!(run.status, 0, "{source:?}: {}", run.stdout);
+    }
+}
+
+#[test]
+fn invalid_aws_settings_fail_the_aws_check_and_skip_the_rest() {
+    let w = World::new();
+    let run = doctor(
+        &w,
+        &w.aws_provider(),
+        &w.emu.service_account(),
+        &["--region", "not a region"],
+    );
+    let checks = fails(
+        &run,
+        "aws_credentials",
+        &[],
+        &["google_sts", "impersonation"],
+    );
+    let c = check(&checks, "aws_credentials");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--region"),
+        "{c}"
+    );
+    assert_eq!(w.emu.count("google:sts.token"), 0);
+}
+
+#[test]
+fn a_healthy_oidc_provider_passes_every_check_and_the_text_report_says_so() {
+    let w = World::new();
+    let run = doctor(
+        &w,
+        &w.oidc_provider(),
+        &w.emu.service_account(),
+        &["--provider-type", "oidc"],
+    );
+    all_ok(
+        &run,
+        &[
+            "settings",
+            "aws_region",
+            "aws_credentials",
+            "outbound_federation",
+            "google_sts",
+            "impersonation",
+            "cache_dir",
+        ],
+    );
+    let mut args: Vec<String> = vec!["doctor".into()];
+    args.extend(w.direct_flags(&w.oidc_provider(), &w.emu.service_account()));
+    args.extend(["--provider-type".into(), "oidc".into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let text = w.run(&refs);
+    assert_eq!(text.status, 0, "{}", text.stdout);
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert_eq!(lines.len(), 9, "{}", text.stdout);
+    assert!(
+        lines[1..8].iter().all(|l| l.starts_with("ok  ")),
+        "{}",
+        text.stdout
+    );
+    assert!(lines[8].starts_with("no check failed"), "{}", text.stdout);
+}
+
+/// A config generated for the emulator, the world set up as a library's.
+fn generated_config(w: &World) -> String {
+    let path = w.dir.path().join("credential_config.json");
+    let p = path.display().to_string();
+    let iam = format!("{}/google/iamcredentials", w.emu.url());
+    let run = w.run(&[
+        "generate-config",
+        "--provider",
+        &w.oidc_provider(),
+        "--service-account",
+        &w.emu.service_account(),
+        "--token-url",
+        &w.emu.token_url(),
+        "--iam-credentials-url",
+        &iam,
+        "--output-file",
+        &p,
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    p
+}
+
+const CONFIG: [&str; 12] = [
+    "config_file",
+    "config_command",
+    "allow_executables",
+    "config_provider",
+    "config_service_account",
+    "aws_region",
+    "aws_credentials",
+    "outbound_federation",
+    "command_answer",
+    "google_sts",
+    "impersonation",
+    "cache_dir",
+];
+
+#[test]
+fn a_generated_config_passes_every_check_from_the_flag_or_the_variable() {
+    let w = World::new().env("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1");
+    let config = generated_config(&w);
+    all_ok(
+        &w.run(&["doctor", "--format", "json", "--config", &config]),
+        &CONFIG,
+    );
+    // The command ran once, as a library runs it.
+    assert_eq!(w.emu.count("sts:GetWebIdentityToken"), 2);
+    let w = w.env("GOOGLE_APPLICATION_CREDENTIALS", &config);
+    all_ok(&w.run(&["doctor", "--format", "json"]), &CONFIG);
+}
+
+#[test]
+fn federation_disabled_fails_outbound_federation_with_the_command_that_enables_it() {
+    let enable = "aws iam enable-outbound-web-identity-federation";
+    let w = World::new();
+    w.emu.set_outbound_federation(false);
+    let run = doctor(
+        &w,
+        &w.oidc_provider(),
+        &w.emu.service_account(),
+        &["--provider-type", "oidc"],
+    );
+    let checks = fails(
+        &run,
+        "outbound_federation",
+        &[enable],
+        &["google_sts", "impersonation"],
+    );
+    let detail = check(&checks, "outbound_federation")["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        detail.starts_with("AWS_OUTBOUND_FEDERATION_DISABLED: "),
+        "{detail}"
+    );
+    assert_eq!(check(&checks, "aws_credentials")["status"], "ok");
+
+    let w = World::new().env("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1");
+    let config = generated_config(&w);
+    w.emu.set_outbound_federation(false);
+    let run = w.run(&["doctor", "--format", "json", "--config", &config]);
+    fails(
+        &run,
+        "outbound_federation",
+        &[enable],
+        &["command_answer", "google_sts", "impersonation"],
+    );
+}
+
+#[test]
+fn no_binding_fails_the_impersonation_with_the_exact_binding_to_add() {
+    let mut config = EmulatorConfig::default();
+    let sa = "unbound@wif-demo.iam.gserviceaccount.com";
+    config.google.service_accounts.push(ServiceAccountConfig {
+        email: sa.into(),
+        unique_id: None,
+        members: Vec::new(),
+    });
+    let w = World::with(config, AwsSource::EnvKeys);
+    let user = format!("arn:aws:iam::{ACCOUNT}:user/wif-user");
+    let run = doctor(
+        &w,
+        &w.aws_provider(),
+        sa,
+        &["--audience", "https://svc.example"],
+    );
+    let aws_member = format!(
+        "gcloud iam service-accounts add-iam-policy-binding {sa} --role=roles/iam.workloadIdentityUser \
+         --member=\"principalSet://iam.googleapis.com/{POOL}/attribute.aws_role/{user}\""
+    );
+    let checks = fails(&run, "impersonation", &[&aws_member], &["id_token"]);
+    assert_eq!(check(&checks, "google_sts")["status"], "ok");
+
+    let run = doctor(&w, &w.oidc_provider(), sa, &["--provider-type", "oidc"]);
+    let oidc_member = format!("--member=\"principal://iam.googleapis.com/{POOL}/subject/");
+    fails(&run, "impersonation", &[&oidc_member], &[]);
+}
+
+#[test]
+fn a_wrong_audience_or_an_unknown_provider_fails_the_exchange_with_its_fix() {
+    let mut config = EmulatorConfig::default();
+    for pool in &mut config.google.pools {
+        for p in &mut pool.providers {
+            p.allowed_audiences = vec!["https://example.com/another-audience".into()];
+        }
+    }
+    let w = World::with(config, AwsSource::EnvKeys);
+    let run = doctor(
+        &w,
+        &w.oidc_provider(),
+        &w.emu.service_account(),
+        &["--provider-type", "oidc"],
+    );
+    let update = format!(
+        "gcloud iam workload-identity-pools providers update-oidc {} --allowed-audiences={}",
+        w.oidc_provider(),
+        w.emu.oidc_audience()
+    );
+    fails(&run, "google_sts", &[&update], &["impersonation"]);
+
+    let w = World::new();
+    let nope = format!("{POOL}/providers/nope");
+    let run = doctor(&w, &nope, &w.emu.service_account(), &[]);
+    let checks = fails(
+        &run,
+        "google_sts",
+        &[&format!("providers describe {nope}")],
+        &["impersonation"],
+    );
+    let detail = check(&checks, "google_sts")["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(detail.starts_with("GOOGLE_INVALID_GRANT: "), "{detail}");
+}
+
+#[test]
+fn no_aws_credentials_fail_the_aws_check_and_skip_what_needs_them() {
+    let w = World::new().source(AwsSource::None);
+    let run = doctor(&w, &w.aws_provider(), &w.emu.service_account(), &[]);
+    let checks = fails(
+        &run,
+        "aws_credentials",
+        &["AWS_PROFILE"],
+        &["google_sts", "impersonation"],
+    );
+    let c = check(&checks, "aws_credentials");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("AWS_CREDENTIALS_NOT_FOUND: "),
+        "{c}"
+    );
+    assert_eq!(check(&checks, "aws_region")["status"], "ok");
+    assert_eq!(check(&checks, "cache_dir")["status"], "ok");
+    let skipped = check(&checks, "google_sts")["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(skipped.contains("aws_credentials"), "{skipped}");
+}
+
+#[test]
+fn an_unsafe_cache_directory_fails_with_the_chmod_that_fixes_it() {
+    let w = World::new();
+    let dir = w.cache_dir();
+    std::fs::create_dir_all(&dir).expect("cache dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let run = doctor(&w, &w.aws_provider(), &w.emu.service_account(), &[]);
+    let checks = fails(
+        &run,
+        "cache_dir",
+        &[&format!("chmod 700 {}", dir.display())],
+        &[],
+    );
+    let c = check(&checks, "cache_dir");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("CACHE_INSECURE: "),
+        "{c}"
+    );
+    // Everything else still works.
+    assert_eq!(
+        checks.iter().filter(|c| c["status"] == "fail").count(),
+        1,
+        "{checks:?}"
+    );
+}
+
+#[test]
+fn a_config_without_the_variable_or_with_a_missing_command_fails_with_the_fix() {
+    let w = World::new();
+    let config = generated_config(&w);
+    let run = w.run(&["doctor", "--format", "json", "--config", &config]);
+    fails(
+        &run,
+        "allow_executables",
+        &["export GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1"],
+        &[],
+    );
+
+    let text = std::fs::read_to_string(&config).expect("config");
+    let moved = text.replace(BIN, "/nonexistent/wif-helper");
+    std::fs::write(&config, moved).expect("write");
+    let run = w.run(&["doctor", "--format", "json", "--config", &config]);
+    fails(
+        &run,
+        "config_command",
+        &["--executable-path"],
+        &["command_answer"],
+    );
+
+    let run = w.run(&[
+        "doctor",
+        "--format",
+        "json",
+        "--config",
+        "/nonexistent.json",
+    ]);
+    fails(
+        &run,
+        "config_file",
+        &["generate-config"],
+        &["command_answer", "google_sts"],
+    );
+}
+
+#[test]
+fn with_nothing_to_diagnose_it_still_checks_aws_and_says_what_to_pass() {
+    let w = World::new();
+    let run = w.run(&["doctor", "--format", "json"]);
+    let checks = fails(
+        &run,
+        "settings",
+        &["--provider", "--config"],
+        &["google_sts"],
+    );
+    assert_eq!(check(&checks, "aws_credentials")["status"], "ok");
+}

@@ -1,0 +1,387 @@
+//! A user's first hour (issue 11's traps), each reproduced and now passing.
+
+use crate::common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn direct(w: &World, cmd: &str, provider: &str, extra: &[&str]) -> Run {
+    let mut args: Vec<String> = vec![cmd.into()];
+    args.extend(w.direct_flags(provider, &w.emu.service_account()));
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    w.run(&refs)
+}
+
+/// Trap 1: boolean twins written the way the neighbouring
+/// `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1` is written.
+#[test]
+fn boolean_environment_twins_take_1_0_yes_no_on_off_in_any_case() {
+    for (value, cache_used) in [
+        ("1", false),
+        ("true", false),
+        ("YES", false),
+        ("on", false),
+        ("0", true),
+        ("false", true),
+        ("No", true),
+        ("off", true),
+    ] {
+        let w = World::new().env("WIF_HELPER_NO_CACHE", value);
+        w.executable(&[]).success();
+        assert_eq!(
+            w.cache_dir().exists(),
+            cache_used,
+            "WIF_HELPER_NO_CACHE={value}"
+        );
+    }
+    let w = World::new().env("WIF_HELPER_NO_CACHE", "maybe");
+    let msg = w.executable(&[]).failure("INVALID_ARGUMENT");
+    assert!(msg.contains("maybe"), "{msg}");
+    // The other boolean twins take the same values.
+    let w = World::new().env("WIF_HELPER_INCLUDE_EMAIL", "1");
+    let jwt = direct(
+        &w,
+        "print-identity-token",
+        &w.aws_provider(),
+        &["--audience", "https://a.run.app"],
+    );
+    assert_eq!(jwt.status, 0, "{}", jwt.stderr);
+    let claims = jwt_claims(jwt.stdout.trim());
+    assert_eq!(claims["email"], w.emu.service_account());
+}
+
+/// Trap 2: no HOME, or a HOME nothing can be written to (Lambda, a pod with
+/// a read-only root filesystem): the cache falls back, the call never fails.
+#[test]
+fn an_unusable_home_never_fails_the_call() {
+    let w = World::new();
+    let tmp = w.dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap_or_default();
+    let tmp = tmp.to_str().unwrap_or_default().to_owned();
+    // /proc is read-only even for root.
+    for home in ["", "/proc"] {
+        let w = World::new().env("HOME", home).env("TMPDIR", &tmp);
+        w.executable(&[]).success();
+        let r = direct(&w, "print-access-token", &w.aws_provider(), &[]);
+        assert_eq!(r.status, 0, "HOME={home:?}: {}", r.stderr);
+    }
+    // The fallback cache is private, under TMPDIR, and serves the next call.
+    let uid = rustix::process::geteuid().as_raw();
+    let dir = Path::new(&tmp).join(format!("wif-helper-{uid}"));
+    let mode = std::fs::metadata(&dir)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    assert_eq!(mode, 0o700, "{}", dir.display());
+}
+
+/// Trap 4: the provider type and the subject token disagree: the error
+/// names `--provider-type`.
+#[test]
+fn a_provider_type_mismatch_names_the_flag() {
+    let w = World::new();
+    // The default (aws) against the OIDC provider …
+    direct(&w, "print-access-token", &w.oidc_provider(), &[]).error(
+        1,
+        "GOOGLE_INVALID_GRANT",
+        &["--provider-type oidc"],
+    );
+    // … and oidc against the AWS provider.
+    direct(
+        &w,
+        "print-access-token",
+        &w.aws_provider(),
+        &["--provider-type", "oidc"],
+    )
+    .error(1, "GOOGLE_INVALID_GRANT", &["--provider-type aws"]);
+}
+
+/// Trap 5: lifetimes as gcloud writes them, negative ones named, and
+/// gcloud's `--audiences`.
+#[test]
+fn lifetimes_and_audiences_are_written_as_gcloud_writes_them() {
+    let w = World::new();
+    let r = direct(
+        &w,
+        "print-access-token",
+        &w.aws_provider(),
+        &["--lifetime", "3600s", "--format", "json"],
+    );
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    for bad in ["-5", "0s", "soon"] {
+        let r = direct(
+            &w,
+            "print-access-token",
+            &w.aws_provider(),
+            &["--lifetime", bad],
+        );
+        assert_eq!(r.status, 2, "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("--lifetime"), "{bad}: {}", r.stderr);
+    }
+    let r = w.run(&[
+        "generate-config",
+        "--provider",
+        &w.oidc_provider(),
+        "--service-account",
+        &w.emu.service_account(),
+        "--lifetime",
+        "-5",
+        "--output-file",
+        w.dir.path().join("c.json").to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(r.status, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--lifetime"), "{}", r.stderr);
+    let r = direct(
+        &w,
+        "print-identity-token",
+        &w.aws_provider(),
+        &["--audiences", "https://a.run.app"],
+    );
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(jwt_claims(r.stdout.trim())["aud"], "https://a.run.app");
+}
+
+/// Trap 3: a config generated by root (as in a Dockerfile) is used by a real
+/// client library running as another user: 0644, nothing of root's in it.
+#[test]
+fn a_config_generated_by_root_works_for_another_user() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("skipped: needs root to run the library as nobody");
+        return;
+    }
+    let w = World::new();
+    let shared = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_default();
+    let bin = shared.path().join("wif-helper");
+    std::fs::copy(BIN, &bin).unwrap_or_else(|e| panic!("{e}"));
+    let config = shared.path().join("credential_config.json");
+    let r = w.run(&[
+        "generate-config",
+        "--provider",
+        &w.oidc_provider(),
+        "--service-account",
+        &w.emu.service_account(),
+        "--output-file",
+        config.to_str().unwrap_or_default(),
+        "--executable-path",
+        bin.to_str().unwrap_or_default(),
+        "--token-url",
+        &w.emu.token_url(),
+        "--iam-credentials-url",
+        &format!("{}/google/iamcredentials", w.emu.url()),
+    ]);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let mode = std::fs::metadata(&config)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    assert_eq!(mode, 0o644);
+    let text = std::fs::read_to_string(&config).unwrap_or_default();
+    assert!(
+        !text.contains(w.home().to_str().unwrap_or("/nonexistent")),
+        "{text}"
+    );
+    // nobody's own home, where its cache goes.
+    let home = shared.path().join("nobody-home");
+    std::fs::create_dir(&home).unwrap_or_default();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap_or_default();
+    // Node google-auth-library (the pyenv Python lives under /root, which
+    // nobody cannot enter; /usr/bin/node and the modules are world-readable).
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node_client.js");
+    let mut c = std::process::Command::new("node");
+    c.args([
+        script.to_str().unwrap_or_default(),
+        config.to_str().unwrap_or_default(),
+    ])
+    .env_clear();
+    for (k, v) in w.env_vars() {
+        c.env(k, v);
+    }
+    c.env("HOME", &home)
+        .env_remove("WIF_HELPER_LOG_FILE")
+        .env("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1")
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &config)
+        .env("NODE_MODULES_DIR", crate::client_libraries::node_modules())
+        .current_dir(shared.path());
+    std::os::unix::process::CommandExt::uid(&mut c, 65534);
+    std::os::unix::process::CommandExt::gid(&mut c, 65534);
+    let out = c.output().unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}): {stdout:?} {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(v["ok"], serde_json::Value::Bool(true), "{v}");
+    assert!(
+        w.emu
+            .issued_secrets()
+            .iter()
+            .any(|s| v["token"] == *s.as_str())
+    );
+}
+
+/// `cache list` shows what is cached and never a token; `cache clear` while
+/// 20 processes use the cache loses no request.
+#[test]
+fn cache_list_shows_no_token_and_clear_is_safe_under_load() {
+    let w = World::new();
+    let cache_dir = w.cache_dir();
+    let dir = cache_dir.to_str().unwrap_or_default().to_owned();
+    w.executable(&[]).success();
+    let access = direct(&w, "print-access-token", &w.aws_provider(), &[]);
+    let id = direct(
+        &w,
+        "print-identity-token",
+        &w.aws_provider(),
+        &["--audience", "https://a.run.app"],
+    );
+    assert_eq!((access.status, id.status), (0, 0));
+    let list = w.run(&["cache", "list", "--cache-dir", &dir]);
+    assert_eq!(list.status, 0, "{}", list.stderr);
+    for needle in [
+        "jwt",
+        "sts",
+        "access",
+        "id",
+        &w.emu.service_account(),
+        "https://a.run.app",
+    ] {
+        assert!(
+            list.stdout.contains(needle),
+            "{needle} not in {}",
+            list.stdout
+        );
+    }
+    let json = w
+        .run(&["cache", "list", "--cache-dir", &dir, "--format", "json"])
+        .json();
+    assert_eq!(json["entries"].as_array().map(Vec::len), Some(4), "{json}");
+    for secret in w.emu.issued_secrets() {
+        assert!(!list.stdout.contains(&secret) && !json.to_string().contains(&secret));
+    }
+    assert!(!list.stdout.contains(access.stdout.trim()));
+
+    // 20 processes, and `cache clear` over and over meanwhile.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clearer = {
+        let (stop, dir) = (stop.clone(), dir.clone());
+        let bin = BIN;
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = std::process::Command::new(bin)
+                    .args(["cache", "clear", "--cache-dir", &dir])
+                    .output()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let mut args: Vec<String> = vec!["print-access-token".into()];
+    args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
+    let runs = w.spawn_all(&vec![args; 20]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let clears = clearer
+        .join()
+        .unwrap_or_else(|_| panic!("clearer panicked"));
+    assert!(clears >= 1);
+    for r in &runs {
+        assert_eq!(r.status, 0, "{}", r.stderr);
+        assert!(w.emu.issued_secrets().contains(&r.stdout.trim().to_owned()));
+    }
+}
+
+/// `--format env`: export lines a shell can eval, for Terraform and gcloud.
+#[test]
+fn format_env_prints_export_lines_a_shell_can_eval() {
+    let w = World::new();
+    let r = direct(
+        &w,
+        "print-access-token",
+        &w.aws_provider(),
+        &["--format", "env"],
+    );
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "{}\nprintf '%s\\n%s\\n' \"$GOOGLE_OAUTH_ACCESS_TOKEN\" \"$CLOUDSDK_AUTH_ACCESS_TOKEN\"",
+                r.stdout
+            ),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert_eq!(lines[0], lines[1]);
+    assert!(w.emu.issued_secrets().contains(&lines[0].to_owned()));
+    let id = direct(
+        &w,
+        "print-identity-token",
+        &w.aws_provider(),
+        &["--audience", "https://a.run.app", "--format", "env"],
+    );
+    id.error(2, "INVALID_ARGUMENT", &["print-access-token"]);
+}
+
+/// Completions for every shell, and a manual page that renders.
+#[test]
+fn completions_generate_for_each_shell_and_the_man_page_renders() {
+    let w = World::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let r = w.run(&["completions", shell]);
+        assert_eq!(r.status, 0, "{shell}: {}", r.stderr);
+        for sub in ["print-access-token", "generate-config", "executable"] {
+            assert!(r.stdout.contains(sub), "{shell} lacks {sub}");
+        }
+    }
+    let bash = w.run(&["completions", "bash"]);
+    let check = std::process::Command::new("bash")
+        .args(["-n", "-c", &bash.stdout])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(check.success(), "the bash completion script does not parse");
+    let man = w.run(&["man"]);
+    assert_eq!(man.status, 0, "{}", man.stderr);
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH"),
+        "not roff"
+    );
+    let Ok(mut groff) = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("groff not installed: rendering not checked");
+        return;
+    };
+    use std::io::Write;
+    groff
+        .stdin
+        .take()
+        .map(|mut i| i.write_all(man.stdout.as_bytes()))
+        .transpose()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = groff.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success());
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(warnings.trim().is_empty(), "groff: {warnings}");
+    for page in ["wif-helper-print-access-token", "wif-helper-cache"] {
+        assert!(man.stdout.contains(page), "{page} missing");
+    }
+}
