@@ -164,24 +164,37 @@ async fn run_child(
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-/// Rewrites `file` whenever the access token changes, just after the
-/// background refresh ([`crate::metadata::Tokens`]) made a new one.
+/// Rewrites `file` whenever the access token changes. The token is asked
+/// for just before its refresh point, so the background refresh
+/// ([`crate::metadata::Tokens`]) sees it in use and refreshes it, and again
+/// just after, to write the new one.
 async fn keep_fresh(tokens: Arc<Tokens>, file: PathBuf, mut written: Arc<IssuedToken>) {
+    let kind = Kind::Access(Vec::new());
+    let pause = |secs: i64| {
+        tokio::time::sleep(Duration::from_secs(u64::try_from(secs.max(1)).unwrap_or(1)))
+    };
     loop {
-        let due = written
+        let refresh_at = written
             .expires_at
             .saturating_sub(written.slack())
-            .saturating_sub(metadata::lead(&written))
-            .saturating_sub(tokens.now())
-            .saturating_add(2);
-        tokio::time::sleep(Duration::from_secs(u64::try_from(due.max(5)).unwrap_or(5))).await;
-        match tokens.get(&Kind::Access(Vec::new())).await {
+            .saturating_sub(metadata::lead(&written));
+        pause(refresh_at.saturating_sub(5).saturating_sub(tokens.now())).await;
+        let _ = tokens.get(&kind).await;
+        pause(refresh_at.saturating_add(2).saturating_sub(tokens.now())).await;
+        match tokens.get(&kind).await {
             Ok(t) if t.token != written.token => match write_token(&file, &t) {
                 Ok(()) => written = t,
-                Err(e) => tracing::warn!(error = %e, "could not rewrite the access-token file"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not rewrite the access-token file");
+                    pause(5).await;
+                }
             },
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not refresh the access-token file"),
+            // Not refreshed yet (a failing upstream is retried in the background).
+            Ok(_) => pause(5).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh the access-token file");
+                pause(5).await;
+            }
         }
     }
 }

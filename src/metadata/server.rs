@@ -217,6 +217,7 @@ fn to_response(reply: Reply) -> Response<Full<Bytes>> {
     *resp.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
+    h.reserve(7);
     h.insert("metadata-flavor", HeaderValue::from_static("Google"));
     h.insert(
         header::CONTENT_TYPE,

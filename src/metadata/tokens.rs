@@ -191,7 +191,11 @@ impl Tokens {
             Some(slot) => slot,
             None => return self.unslotted(kind).await,
         };
-        slot.used.store(true, Ordering::Relaxed);
+        // Written only when it changes: every request of every worker reads
+        // this line, and a store on each would move it between CPUs.
+        if !slot.used.load(Ordering::Relaxed) {
+            slot.used.store(true, Ordering::Relaxed);
+        }
         if let Some(t) = slot.fresh(self.now()) {
             return Ok(t);
         }

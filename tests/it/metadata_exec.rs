@@ -145,3 +145,29 @@ fn exec_needs_a_command_after_the_separator() {
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(run.stderr.contains("COMMAND"), "{}", run.stderr);
 }
+
+/// 20 s tokens are refreshed 5 s after they are issued; the file follows.
+#[test]
+fn exec_keeps_the_token_file_fresh_for_as_long_as_the_child_runs() {
+    let w = World::new();
+    let script = r#"a=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"); sleep 9; b=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"); echo "a=$a"; echo "b=$b""#;
+    let mut args: Vec<String> = vec!["exec".into(), "--lifetime".into(), "20".into()];
+    args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
+    args.extend(["--".into(), "sh".into(), "-c".into(), script.into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = w.command(&refs).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let field = |k: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (a, b) = (field("a"), field("b"));
+    let issued = w.emu.issued_secrets();
+    assert!(issued.contains(&a) && issued.contains(&b), "{stdout}");
+    assert_ne!(a, b, "the token file was not refreshed");
+    assert_eq!(w.emu.count("google:generateAccessToken"), 2);
+}
