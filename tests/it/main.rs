@@ -27,6 +27,7 @@ mod identity_binding;
 mod layout;
 mod print_tokens;
 mod proxies;
+mod release;
 mod same_rules;
 mod secret_hygiene;
 mod service_api;
