@@ -43,21 +43,23 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 /// Builds the client for Google calls; `request_timeout` bounds any single
 /// request (each attempt of [`send_with_retry`] sets a tighter one).
 pub(crate) fn client(request_timeout: Duration) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(request_timeout)
         .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!(
-                    "cannot set up the HTTPS client: {}",
-                    chain(&e.without_url())
-                ),
-            )
-        })
+        .redirect(reqwest::redirect::Policy::none());
+    // The static binary resolves without the C library (`dns.rs`).
+    #[cfg(feature = "static-dns")]
+    let builder = builder.dns_resolver(std::sync::Arc::new(crate::dns::Resolver::default()));
+    builder.build().map_err(|e| {
+        Error::new(
+            ErrorCode::Internal,
+            format!(
+                "cannot set up the HTTPS client: {}",
+                chain(&e.without_url())
+            ),
+        )
+    })
 }
 
 /// A final HTTP answer: its status and body.

@@ -28,6 +28,10 @@ pub(crate) mod aws;
 pub(crate) mod cache;
 pub(crate) mod credential_config;
 pub(crate) mod deadline;
+// Compiled for the unit tests too, so `cargo test` covers it in either build.
+#[cfg(any(feature = "static-dns", test))]
+#[cfg_attr(not(feature = "static-dns"), allow(dead_code))]
+pub(crate) mod dns;
 pub(crate) mod fsutil;
 pub(crate) mod google;
 pub(crate) mod hints;
@@ -48,6 +52,15 @@ mod output;
 
 #[cfg(test)]
 mod fuzz;
+
+// A static glibc binary would resolve host names through the host's NSS
+// modules, built for another glibc (see `dns.rs`).
+#[cfg(all(
+    target_env = "gnu",
+    target_feature = "crt-static",
+    not(feature = "static-dns")
+))]
+compile_error!("a statically linked glibc build needs the `static-dns` feature (scripts/release)");
 
 pub use aws::AwsSettings;
 pub use env::Env;

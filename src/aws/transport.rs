@@ -139,6 +139,10 @@ fn https_client(proxy: fn() -> ProxyConfig) -> SharedHttpClient {
             b.set_sleep_impl(c.sleep_impl());
         }
         b.set_proxy_config(Some(proxy()));
+        // The static binary resolves without the C library (`dns.rs`).
+        #[cfg(feature = "static-dns")]
+        return b.build_with_resolver(crate::dns::Resolver::default());
+        #[cfg(not(feature = "static-dns"))]
         b.build()
     })
 }

@@ -32,6 +32,7 @@ mod metadata_exec;
 mod metadata_server;
 mod print_tokens;
 mod proxies;
+mod release;
 mod same_rules;
 mod secret_hygiene;
 mod service_api;
