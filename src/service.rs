@@ -216,16 +216,20 @@ impl TokenService {
     }
 
     fn key(&self, want: Want<'_>) -> CacheKey {
-        let identity = self.identity();
+        Self::key_for(&self.settings, &self.identity(), want)
+    }
+
+    fn key_for(s: &ServiceSettings, identity: &AwsIdentity, want: Want<'_>) -> CacheKey {
         match want {
-            Want::Access => CacheKey::access(&identity, &self.settings),
+            Want::Access => CacheKey::access(identity, s),
             Want::Id {
                 audience,
                 include_email,
-            } => CacheKey::id(&identity, &self.settings, audience, include_email),
+            } => CacheKey::id(identity, s, audience, include_email),
         }
     }
 
+    #[cfg(test)]
     fn sts_key(&self) -> CacheKey {
         CacheKey::sts(&self.identity(), &self.settings)
     }
@@ -249,11 +253,13 @@ impl TokenService {
 
     async fn issued_walk(&self, want: Want<'_>, ahead: i64) -> Result<IssuedToken> {
         let deadline = Deadline::after(self.settings.timeout);
-        let key = self.key(want);
+        // Read once per call: every key of the walk is made from it.
+        let identity = self.identity();
+        let key = Self::key_for(&self.settings, &identity, want);
         let walk = async {
             // Boxed: the walk's nested futures are otherwise too deep a type.
             let mint =
-                || -> BoxFuture<'_, Result<IssuedToken>> { Box::pin(self.mint(want, deadline)) };
+                || -> BoxFuture<'_, Result<IssuedToken>> { Box::pin(self.mint(want, &identity, deadline)) };
             let (token, source) = cache::through_ahead(
                 self.cache.as_ref(),
                 &key,
@@ -295,12 +301,17 @@ impl TokenService {
     }
 
     /// Steps 2–4 of the walk, and the hint after a failure.
-    async fn mint(&self, want: Want<'_>, deadline: Deadline) -> Result<IssuedToken> {
+    async fn mint(
+        &self,
+        want: Want<'_>,
+        identity: &AwsIdentity,
+        deadline: Deadline,
+    ) -> Result<IssuedToken> {
         let client = self.client()?;
         let aws = AwsSession::new(&self.settings.aws, &self.env, deadline);
         let mut subject = None;
         let (mut federated, source) = self
-            .federated_token(&client, &aws, deadline, &mut subject)
+            .federated_token(&client, &aws, identity, deadline, &mut subject)
             .await?;
         let mut result = self.impersonate(&client, &federated, want, deadline).await;
         // IAM refused a cached federated token before its expiry (revoked,
@@ -310,9 +321,9 @@ impl TokenService {
             && e.code() == ErrorCode::GoogleInvalidGrant
         {
             tracing::debug!("IAM refused the cached federated token; exchanging again");
-            cache.remove(&self.sts_key())?;
+            cache.remove(&CacheKey::sts(identity, &self.settings))?;
             federated = self
-                .federated_token(&client, &aws, deadline, &mut subject)
+                .federated_token(&client, &aws, identity, deadline, &mut subject)
                 .await?
                 .0;
             result = self.impersonate(&client, &federated, want, deadline).await;
@@ -341,22 +352,22 @@ impl TokenService {
         &self,
         client: &reqwest::Client,
         aws: &AwsSession<'_>,
+        identity: &AwsIdentity,
         deadline: Deadline,
         subject: &mut Option<String>,
     ) -> Result<(IssuedToken, Source)> {
         let s = &self.settings;
         let audience = s.provider.audience();
-        let identity = self.identity();
         let jwt = JwtRequest {
             audience: &audience,
             duration: s.jwt_duration,
-            identity: &identity,
+            identity,
             cache: self.cache.as_ref(),
         };
         let made = std::sync::Mutex::new(None);
         let result = cache::through(
             self.cache.as_ref(),
-            &CacheKey::sts(&identity, s),
+            &CacheKey::sts(identity, s),
             &self.clock,
             deadline,
             || async {
