@@ -148,18 +148,21 @@ pub(super) fn run(a: &GenerateConfigArgs) -> Result<()> {
     spec.command = credential_config::command_line(&program, &args)?;
     let text = credential_config::render(&spec)?;
     let path = absolute(&a.output_file)?;
-    let unchanged = match std::fs::read_to_string(&path) {
-        Ok(existing) if existing == text => true,
-        Ok(_) if !a.force => {
+    // Only a missing file is absent: one that cannot be read (permissions,
+    // not UTF-8, a directory) is as much "there" as a different one.
+    let unchanged = match std::fs::read(&path) {
+        Ok(existing) if existing == text.as_bytes() => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        _ if a.force => false,
+        _ => {
             return Err(Error::new(
                 ErrorCode::FileExists,
                 format!(
-                    "{} exists with different content; pass --force to overwrite it",
+                    "{} exists with different content (or cannot be read); pass --force to overwrite it",
                     path.display()
                 ),
             ));
         }
-        _ => false,
     };
     if !unchanged {
         // 0644: a config holds no secret, and one generated as root in an

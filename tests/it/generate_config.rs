@@ -151,6 +151,24 @@ fn refuses_to_overwrite_a_different_file_without_force() {
     );
 }
 
+/// A file that is not UTF-8 (or cannot be read) is not "absent": it is not
+/// overwritten without --force.
+#[test]
+fn an_unreadable_or_binary_file_is_not_overwritten_without_force() {
+    let w = World::new();
+    let path = w.dir.path().join("credential_config.json");
+    std::fs::write(&path, b"\xff\xfe not a config").unwrap_or_default();
+    let (out, _) = generate(&w, &[]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("FILE_EXISTS"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read(&path).unwrap_or_default(),
+        b"\xff\xfe not a config"
+    );
+    let (forced, _) = generate(&w, &["--force"]);
+    assert_eq!(forced.status, 0, "{}", forced.stderr);
+}
+
 #[test]
 fn a_path_with_spaces_is_refused_with_a_way_out() {
     let w = World::new();
