@@ -13,13 +13,18 @@ const MAX_CHAIN: usize = 1000;
 /// An upstream-supplied text, redacted, shortened and stripped of control
 /// characters, safe to put in a one-line message.
 pub(crate) fn quote(text: &str) -> String {
+    quote_at_most(text, MAX_QUOTED)
+}
+
+/// [`quote`] with another bound: at most `max` characters.
+pub(crate) fn quote_at_most(text: &str, max: usize) -> String {
     let text = crate::secret::redact(text);
     let mut out: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_QUOTED)
+        .take(max)
         .collect();
-    if text.chars().count() > MAX_QUOTED {
+    if text.chars().count() > max {
         out.push('…');
     }
     out.trim().to_owned()

@@ -93,6 +93,10 @@ impl DoctorArgs {
     }
 }
 
+/// The longest detail or fix a report line carries (the longest fixes,
+/// an IAM policy or a binding with its note, are well under this).
+const MAX_LINE: usize = 2000;
+
 /// How a check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Status {
@@ -129,12 +133,14 @@ pub(super) struct Report {
 }
 
 impl Report {
+    /// Every line is redacted, flattened to one line and bounded: details
+    /// quote what a configuration, a command or an upstream said.
     fn push(&mut self, name: &'static str, status: Status, detail: &str, fix: Option<&str>) {
         self.checks.push(Check {
             name,
             status,
-            detail: crate::secret::redact(detail),
-            fix: fix.map(crate::secret::redact),
+            detail: crate::text::quote_at_most(detail, MAX_LINE),
+            fix: fix.map(|f| crate::text::quote_at_most(f, MAX_LINE)),
         });
     }
 
@@ -239,6 +245,14 @@ impl Report {
 pub(super) fn main(a: &DoctorArgs, env: &Env) -> ExitCode {
     let sink = if a.verbose { Sink::Stderr } else { Sink::None };
     if let Err(e) = logging::init(a.log.log_file.as_deref(), a.log.log_level.as_deref(), sink) {
+        output::stderr(&format!("wif-helper: {e}"));
+        return ExitCode::from(e.exit_code());
+    }
+    if let Err(e) = crate::settings::validate::timeout(
+        "--timeout-millis",
+        a.timeout(),
+        &crate::settings::SERVICE_TIMEOUT_RANGE,
+    ) {
         output::stderr(&format!("wif-helper: {e}"));
         return ExitCode::from(e.exit_code());
     }

@@ -244,7 +244,8 @@ fn a_generated_config_passes_every_check_from_the_flag_or_the_variable() {
         &w.run(&["doctor", "--format", "json", "--config", &config]),
         &CONFIG,
     );
-    // The command ran once, as a library runs it.
+    // Doctor's own outbound_federation check, then the command, run once
+    // as a library runs it: two GetWebIdentityToken calls.
     assert_eq!(w.emu.count("sts:GetWebIdentityToken"), 2);
     let w = w.env("GOOGLE_APPLICATION_CREDENTIALS", &config);
     all_ok(&w.run(&["doctor", "--format", "json"]), &CONFIG);
@@ -444,6 +445,49 @@ fn a_config_without_the_variable_or_with_a_missing_command_fails_with_the_fix() 
         "config_file",
         &["generate-config"],
         &["command_answer", "google_sts"],
+    );
+}
+
+/// A configuration is input: doctor never runs a command that is not
+/// wif-helper, nor one libraries would not run (no ALLOW_EXECUTABLES).
+#[test]
+fn doctor_runs_only_wif_helper_and_only_when_libraries_would() {
+    let w = World::new().env("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1");
+    let config = generated_config(&w);
+    let marker = w.dir.path().join("ran");
+    let script = w.dir.path().join("not-the-helper");
+    std::fs::write(&script, format!("#!/bin/sh\ntouch {}\n", marker.display())).expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(BIN, script.to_str().unwrap_or_default()),
+    )
+    .expect("write");
+    let run = w.run(&["doctor", "--format", "json", "--config", &config]);
+    let answer = check(&checks(&run), "command_answer").clone();
+    assert_eq!(answer["status"], "fail", "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is not wif-helper")
+    );
+    assert!(
+        !marker.exists(),
+        "doctor ran a program that is not wif-helper"
+    );
+
+    // The real command, but the variable unset: skipped, not run.
+    let w = World::new();
+    let config = generated_config(&w);
+    let run = w.run(&["doctor", "--format", "json", "--config", &config]);
+    assert_eq!(check(&checks(&run), "command_answer")["status"], "skip");
+    assert_eq!(
+        w.emu.count("sts:GetWebIdentityToken"),
+        1,
+        "only doctor's own check"
     );
 }
 

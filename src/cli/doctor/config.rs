@@ -376,13 +376,35 @@ fn answer(walk: &mut Walk<'_>, c: &LoadedConfig, service_account: Option<&str>) 
             .report
             .skip(ANSWER, "needs a command to run (config_command)");
     }
+    // Like a library, doctor runs the command only when the variable allows
+    // executables, and only when it is wif-helper itself: a configuration is
+    // input, and its command could be anything.
+    if !walk.report.passed(ALLOW) {
+        return walk.report.skip(
+            ANSWER,
+            "client libraries would not run it (google_external_account_allow_executables)",
+        );
+    }
+    if let Some(why) = not_wif_helper(c) {
+        return walk.report.fail(
+            ANSWER,
+            why,
+            "doctor runs only a wif-helper binary that only root or you can change; regenerate \
+             the configuration with wif-helper generate-config",
+        );
+    }
     if !walk.report.passed(FEDERATION) {
         return walk.report.skip(
             ANSWER,
             "the command asks AWS for the same token, which outbound_federation could not get",
         );
     }
-    let timeout = Duration::from_millis(c.timeout_millis);
+    // timeout_millis is input too: held to what libraries accept.
+    let bounds = crate::settings::CONFIG_TIMEOUT_MILLIS_RANGE;
+    let millis = c
+        .timeout_millis
+        .clamp(u64::from(*bounds.start()), u64::from(*bounds.end()));
+    let timeout = Duration::from_millis(millis);
     let out = match run(c, service_account, timeout) {
         Ok(out) => out,
         Err(why) => {
@@ -445,6 +467,38 @@ fn answer(walk: &mut Walk<'_>, c: &LoadedConfig, service_account: Option<&str>) 
     walk.learn_jwt(token);
 }
 
+/// Why the configuration's program is not one doctor will run: not named
+/// wif-helper (and not this very binary), or changeable by someone other
+/// than root or this user.
+fn not_wif_helper(c: &LoadedConfig) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let program = Path::new(c.command.split_whitespace().next().unwrap_or_default());
+    let meta = std::fs::metadata(program).ok()?;
+    let me = rustix::process::geteuid().as_raw();
+    let same_as_this = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
+    let named = program
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("wif-helper"));
+    if !(same_as_this || named) {
+        return Some(format!(
+            "{} is not wif-helper: doctor does not run another program",
+            program.display()
+        ));
+    }
+    if (meta.uid() != me && meta.uid() != 0) || meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "{} can be changed by another user (owner uid {}, mode {:04o})",
+            program.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    None
+}
+
 /// Runs the command with the variables libraries set, kills it at
 /// `timeout`, and returns its stdout.
 fn run(
@@ -469,13 +523,16 @@ fn run(
         cmd.env("GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", f);
     }
     let mut child = cmd.spawn().map_err(|e| format!("cannot run it: {e}"))?;
-    let reader = child.stdout.take().map(|out| {
+    // Read on a thread and handed over through a channel: a grandchild that
+    // keeps stdout open must not hold doctor past the timeout.
+    let (sent, answer) = std::sync::mpsc::channel();
+    if let Some(out) = child.stdout.take() {
         std::thread::spawn(move || {
             let mut text = String::new();
             let _ = out.take(MAX_BYTES).read_to_string(&mut text);
-            text
-        })
-    });
+            let _ = sent.send(text);
+        });
+    }
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -494,7 +551,10 @@ fn run(
             Err(e) => return Err(format!("cannot wait for it: {e}")),
         }
     };
-    let text = reader.and_then(|h| h.join().ok()).unwrap_or_default();
+    let left = timeout
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_secs(1));
+    let text = answer.recv_timeout(left).unwrap_or_default();
     if !status.success() {
         return Err(format!(
             "it exited with {status}; libraries read only the answer of a command that exits 0"

@@ -55,7 +55,9 @@ pub(super) fn for_error(code: &str, message: &str, k: &Known<'_>) -> String {
             policy administrator list the service account in \
             constraints/iam.allowServiceAccountCredentialLifetimeExtension"
             .to_owned(),
-        "GOOGLE_ERROR" if message.contains("iamcredentials.googleapis.com") => format!(
+        // Only the "API not enabled" message says to enable it (every IAM
+        // message names the API's default URL).
+        "GOOGLE_ERROR" if message.contains("services enable iamcredentials.googleapis.com") => format!(
             "gcloud services enable iamcredentials.googleapis.com --project={}",
             k.provider.map_or("PROJECT_ID", Provider::project_number)
         ),
@@ -126,7 +128,14 @@ fn invalid_grant(message: &str, k: &Known<'_>) -> String {
              number, pool and provider IDs) if it does not"
         );
     }
-    if message.contains("audience") && k.provider_type == ProviderType::Oidc {
+    if message.contains("attribute condition rejected") {
+        return format!(
+            "the provider's attribute condition refused this identity: compare it with the caller \
+             (`{describe}`, and `aws sts get-caller-identity`)"
+        );
+    }
+    // Every refusal says which audience was sent; only a mismatch says more.
+    if message.contains("The token's aud is") && k.provider_type == ProviderType::Oidc {
         return format!(
             "gcloud iam workload-identity-pools providers update-oidc {} --allowed-audiences={}  \
              (or clear the allowed audiences: the default is the provider's own audience)",
@@ -276,5 +285,45 @@ mod tests {
         }
         let f = for_error("GOOGLE_INVALID_GRANT", "unknown, disabled or deleted", &k);
         assert!(f.contains("providers describe projects/1/"), "{f}");
+    }
+
+    /// Each refusal gets its own fix, not the one of a word its message
+    /// happens to share with another.
+    #[test]
+    fn fixes_follow_what_was_refused_not_a_shared_word() {
+        let p = provider();
+        let oidc = known(&p, ProviderType::Oidc);
+        let sent = "Google STS refused the … subject token (HTTP 400, invalid_grant). The audience sent was //iam.googleapis.com/x.";
+        let condition =
+            format!("{sent} The provider's attribute condition rejected this identity.");
+        let f = for_error("GOOGLE_INVALID_GRANT", &condition, &oidc);
+        assert!(
+            f.contains("attribute condition") && !f.contains("update-oidc"),
+            "{f}"
+        );
+        let mismatch = format!(
+            "{sent} The token's aud is //iam.googleapis.com/x: the OIDC provider's allowed audiences must include it"
+        );
+        let f = for_error("GOOGLE_INVALID_GRANT", &mismatch, &oidc);
+        assert!(
+            f.contains("update-oidc") && f.contains("--allowed-audiences"),
+            "{f}"
+        );
+        let f = for_error("GOOGLE_INVALID_GRANT", sent, &oidc);
+        assert!(!f.contains("update-oidc"), "{f}");
+        let aws = known(&p, ProviderType::Aws);
+        let other = "IAM Credentials generateAccessToken answered HTTP 418; check --iam-credentials-url (default https://iamcredentials.googleapis.com)";
+        let f = for_error("GOOGLE_ERROR", other, &aws);
+        assert!(!f.contains("services enable"), "{f}");
+        let disabled = "the IAM Service Account Credentials API is not enabled (HTTP 403); enable it in the project named there: gcloud services enable iamcredentials.googleapis.com --project=PROJECT";
+        let f = for_error("GOOGLE_ERROR", disabled, &aws);
+        assert!(
+            f.contains("gcloud services enable iamcredentials.googleapis.com"),
+            "{f}"
+        );
+        let f = for_error("AWS_OUTBOUND_FEDERATION_DISABLED", "", &aws);
+        assert!(f.contains("enable-outbound-web-identity-federation"), "{f}");
+        let f = for_error("AWS_CREDENTIALS_NOT_FOUND", "", &aws);
+        assert!(f.contains("AWS_PROFILE"), "{f}");
     }
 }
