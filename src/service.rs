@@ -215,6 +215,12 @@ impl TokenService {
         AwsIdentity::new(&self.settings.aws, &self.env)
     }
 
+    /// A digest of [`identity`](Self::identity): it changes when the AWS
+    /// identity behind this service does.
+    pub(crate) fn identity_digest(&self) -> String {
+        self.identity().digest()
+    }
+
     fn key(&self, want: Want<'_>) -> CacheKey {
         Self::key_for(&self.settings, &self.identity(), want)
     }
@@ -258,8 +264,9 @@ impl TokenService {
         let key = Self::key_for(&self.settings, &identity, want);
         let walk = async {
             // Boxed: the walk's nested futures are otherwise too deep a type.
-            let mint =
-                || -> BoxFuture<'_, Result<IssuedToken>> { Box::pin(self.mint(want, &identity, deadline)) };
+            let mint = || -> BoxFuture<'_, Result<IssuedToken>> {
+                Box::pin(self.mint(want, &identity, deadline))
+            };
             let (token, source) = cache::through_ahead(
                 self.cache.as_ref(),
                 &key,

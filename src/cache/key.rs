@@ -278,6 +278,12 @@ impl AwsIdentity {
     fn fields(&self) -> Vec<(&str, &str)> {
         self.values.iter().map(|(k, v)| (*k, v.as_str())).collect()
     }
+
+    /// One value that changes whenever the identity does: what a holder of
+    /// tokens in memory (the metadata server) compares.
+    pub(crate) fn digest(&self) -> String {
+        CacheKey::new("identity", self.fields()).hex
+    }
 }
 
 fn digest(value: impl AsRef<[u8]>) -> String {

@@ -102,8 +102,14 @@ pub(crate) fn find_owner(table: &str, client: SocketAddr, server: SocketAddr) ->
         if local != client || remote != server {
             return None;
         }
-        // st, tx_queue:rx_queue, tr:tm->when, retrnsmt, then uid.
-        f.nth(4)?.parse().ok()
+        // st, tx_queue:rx_queue, tr:tm->when, retrnsmt, uid, timeout, inode.
+        // Only a live, open socket counts: a client that closed its end
+        // leaves a row in another state with uid 0 and inode 0, which a
+        // server running as root would otherwise take for its own user.
+        let state = f.next()?;
+        let uid = f.nth(3)?.parse().ok()?;
+        let inode = f.nth(1)?;
+        (state == "01" && inode != "0").then_some(uid)
     })
 }
 
@@ -190,6 +196,22 @@ mod tests {
             ),
             Some(1001)
         );
+    }
+
+    /// A client that closed its end leaves a row in another state, with
+    /// uid 0 and inode 0: never taken for root (or anyone).
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn a_closed_clients_row_is_nobodys() {
+        let server = sa("127.0.0.1:8954");
+        let closing = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   1: 0100007F:D431 0100007F:22FA 08 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000032eb205e 20 4 30 10 -1
+";
+        assert_eq!(find_owner(closing, sa("127.0.0.1:54321"), server), None);
+        let no_inode = closing.replace(" 08 ", " 01 ");
+        assert_eq!(find_owner(&no_inode, sa("127.0.0.1:54321"), server), None);
+        let live = no_inode.replace("        0 0 1 ", "        0 4242 1 ");
+        assert_eq!(find_owner(&live, sa("127.0.0.1:54321"), server), Some(0));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
 /// Resource limits.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +93,37 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nmetadata-flavor: Googl
 content-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\nconnection: close\r\n\r\n\
 too many connections\n";
 
+/// Answers a refused peer and closes, reading (and dropping) a little of
+/// what it sent meanwhile: closing with its request unread would reset the
+/// connection before it read the answer. Bounded in time and bytes.
+async fn refuse(mut stream: tokio::net::TcpStream, why: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.write_all(&refusal(why)).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left = 16 * 1024usize;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+}
+
+/// The 403 a refused peer gets, in the metadata server's shape.
+fn refusal(why: &str) -> Vec<u8> {
+    let body = format!("{why}\n");
+    format!(
+        "HTTP/1.1 403 Forbidden\r\nmetadata-flavor: Google\r\ncontent-type: text/plain; \
+         charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 impl Bound {
     /// The address it listens on (the port picked when 0 was asked).
     pub(crate) fn local_addr(&self) -> SocketAddr {
@@ -141,19 +172,30 @@ impl Bound {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let verdict = Arc::new(OnceCell::new());
+            // The address this connection reached: the listener's, unless it
+            // listens on 0.0.0.0 or [::], where the peer's socket row names
+            // the concrete address (127.0.0.1, say).
+            let here = stream.local_addr().unwrap_or(local);
             let app = Arc::clone(&app);
-            let service = service_fn(move |req: Request<Incoming>| {
-                let (app, verdict) = (Arc::clone(&app), Arc::clone(&verdict));
-                async move {
-                    let v = verdict
-                        .get_or_init(|| peer::verdict(policy, local, peer))
-                        .await;
-                    Ok::<_, Infallible>(respond(&app, v, &req).await)
-                }
-            });
-            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            let serving = http.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
+                // Decided before a byte is read: a refused peer is answered
+                // and let go at once, and cannot sit on a permit until the
+                // header timeout to starve the user it is not.
+                let verdict = peer::verdict(policy, here, peer).await;
+                if let Verdict::Refused(why) = &verdict {
+                    tracing::info!(%peer, why = why.as_str(), "connection refused");
+                    refuse(stream, why).await;
+                    drop(permit);
+                    return;
+                }
+                let verdict = Arc::new(verdict);
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let (app, verdict) = (Arc::clone(&app), Arc::clone(&verdict));
+                    async move { Ok::<_, Infallible>(respond(&app, &verdict, &req).await) }
+                });
+                let conn = watcher.watch(serving.serve_connection(TokioIo::new(stream), service));
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }

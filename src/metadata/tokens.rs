@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::service::{TokenService, Want};
 use crate::token::IssuedToken;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -155,11 +155,22 @@ impl Slot {
     }
 }
 
+/// How often the AWS identity behind the server is read again (the AWS
+/// config and credentials files, the token files): tokens held in memory
+/// are dropped when it changes, so none outlives its identity by more.
+const IDENTITY_RECHECK: Duration = Duration::from_secs(1);
+
 /// The tokens of one metadata server.
 pub(crate) struct Tokens {
     base: TokenService,
     clock: Arc<dyn Clock>,
     slots: RwLock<HashMap<Kind, Arc<Slot>>>,
+    /// The identity the slots' tokens were minted for.
+    identity: Mutex<String>,
+    /// When it was last read, in milliseconds since `born` (an atomic, so
+    /// the request path takes no lock in between).
+    identity_read_ms: AtomicU64,
+    born: std::time::Instant,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -175,6 +186,9 @@ impl Tokens {
     pub(crate) fn new(base: TokenService) -> Arc<Self> {
         Arc::new(Self {
             clock: Arc::clone(base.clock()),
+            identity: Mutex::new(base.identity_digest()),
+            identity_read_ms: AtomicU64::new(0),
+            born: std::time::Instant::now(),
             base,
             slots: RwLock::new(HashMap::new()),
         })
@@ -187,6 +201,7 @@ impl Tokens {
 
     /// A fresh token of `kind`: from memory, or the one fetch in flight.
     pub(crate) async fn get(self: &Arc<Self>, kind: &Kind) -> Result<Arc<IssuedToken>> {
+        self.follow_identity();
         let slot = match self.slot(kind)? {
             Some(slot) => slot,
             None => return self.unslotted(kind).await,
@@ -200,6 +215,36 @@ impl Tokens {
             return Ok(t);
         }
         slot.fetch(self, 0).await
+    }
+
+    /// Drops every token held in memory when the AWS identity behind the
+    /// server has changed (an edited profile, a rotated container token …):
+    /// a token must never reach an identity it was not minted for. Read at
+    /// most every [`IDENTITY_RECHECK`]; the disk cache's keys follow the
+    /// identity by themselves.
+    fn follow_identity(&self) {
+        let now_ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let read_ms = self.identity_read_ms.load(Ordering::Relaxed);
+        let recheck = u64::try_from(IDENTITY_RECHECK.as_millis()).unwrap_or(u64::MAX);
+        // One request reads it again; the others go on meanwhile.
+        if now_ms.saturating_sub(read_ms) < recheck
+            || self
+                .identity_read_ms
+                .compare_exchange(read_ms, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let digest = self.base.identity_digest();
+        let mut seen = lock(&self.identity);
+        if *seen != digest {
+            *seen = digest;
+            tracing::info!("the AWS identity changed: tokens held in memory are dropped");
+            self.slots
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
     }
 
     /// The slot for `kind`, made on first use; `None` when [`MAX_SLOTS`]

@@ -444,3 +444,68 @@ fn warm_tokens_are_refreshed_in_the_background_and_idle_ones_are_not() {
     assert_ne!(second, first);
     assert_eq!(w.emu.count("google:generateAccessToken"), 2);
 }
+
+/// Without the disk cache, whose lock would otherwise do it, concurrent
+/// requests still make one exchange: the server's own single flight.
+#[test]
+fn without_the_disk_cache_concurrent_requests_still_make_one_exchange() {
+    let w = World::new();
+    let m = w.metadata_server(&["--no-cache"]);
+    let barrier = Arc::new(Barrier::new(100));
+    let threads: Vec<_> = (0..100)
+        .map(|_| {
+            let (addr, barrier) = (m.addr.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                mget(&addr, TOKEN_PATH)
+            })
+        })
+        .collect();
+    let tokens: Vec<String> = threads
+        .into_iter()
+        .map(|t| token_of(&t.join().expect("thread")))
+        .collect();
+    assert!(tokens.iter().all(|t| t == &tokens[0]), "different tokens");
+    assert_eq!(w.emu.count("google:sts.token"), 1);
+    // Warm: from memory, no disk cache to answer it.
+    assert_eq!(token_of(&mget(&m.addr, TOKEN_PATH)), tokens[0]);
+    assert_eq!(w.emu.count("google:generateAccessToken"), 1);
+}
+
+/// A token held in memory never outlives the AWS identity it was minted
+/// for: editing the profile under a running server drops it.
+#[test]
+fn an_identity_change_under_a_running_server_drops_the_tokens_it_holds() {
+    let w = World::new().source(AwsSource::ProfileAssumeRole);
+    let m = w.metadata_server(&[]);
+    let first = token_of(&mget(&m.addr, TOKEN_PATH));
+    assert_eq!(
+        token_of(&mget(&m.addr, TOKEN_PATH)),
+        first,
+        "warm: from memory"
+    );
+    assert_eq!(w.emu.count("google:sts.token"), 1);
+    // The same profile now names the IAM user's keys: another identity.
+    let (akid, secret) = w.emu.static_credentials();
+    std::fs::write(
+        w.home().join(".aws/config"),
+        format!("[profile app]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"),
+    )
+    .expect("edit the profile");
+    std::thread::sleep(Duration::from_millis(1_200));
+    let second = token_of(&mget(&m.addr, TOKEN_PATH));
+    assert_ne!(second, first, "the old identity's token was served");
+    assert_eq!(w.emu.count("google:sts.token"), 2);
+}
+
+/// Listening on every address (`--allow-remote`), a loopback client of the
+/// same user is still found and served: its socket names the concrete
+/// address it reached, not 0.0.0.0.
+#[test]
+fn on_an_unspecified_address_the_same_users_loopback_client_is_served() {
+    let w = World::new();
+    let m = w.metadata_server_on("0.0.0.0:0", &["--allow-remote"]);
+    let port = m.addr.rsplit(':').next().unwrap_or_default().to_owned();
+    let r = mget(&format!("127.0.0.1:{port}"), TOKEN_PATH);
+    assert_eq!(r.status, 200, "{r:?}");
+}

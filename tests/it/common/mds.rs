@@ -37,18 +37,23 @@ impl Drop for Mds {
 
 impl World {
     /// The flags every metadata-server test needs: the AWS provider, the
-    /// emulator's service account and Google URLs, a free port.
-    pub fn mds_flags(&self) -> Vec<String> {
+    /// emulator's service account and Google URLs, the address to listen on.
+    fn mds_flags(&self, listen: &str) -> Vec<String> {
         let mut f = self.direct_flags(&self.aws_provider(), &self.emu.service_account());
-        f.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        f.extend(["--listen".into(), listen.to_owned()]);
         f
     }
 
-    /// Starts `wif-helper metadata-server` with [`World::mds_flags`] and
+    /// Starts `wif-helper metadata-server` on a free loopback port with
     /// `extra`, and waits for its JSON line.
     pub fn metadata_server(&self, extra: &[&str]) -> Mds {
+        self.metadata_server_on("127.0.0.1:0", extra)
+    }
+
+    /// [`World::metadata_server`] listening on `listen`.
+    pub fn metadata_server_on(&self, listen: &str, extra: &[&str]) -> Mds {
         let mut args: Vec<String> = vec!["metadata-server".into()];
-        args.extend(self.mds_flags());
+        args.extend(self.mds_flags(listen));
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let stderr_path = self.dir.path().join(format!(
