@@ -142,7 +142,7 @@ fn word(hex: &str) -> Option<[u8; 4]> {
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
-fn unmapped(a: SocketAddr) -> SocketAddr {
+pub(crate) fn unmapped(a: SocketAddr) -> SocketAddr {
     match a.ip() {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),

@@ -9,7 +9,8 @@
 //!
 //! Rules, checked in this order before any route:
 //! 1. only `GET` and `HEAD` (405), and no request body (400);
-//! 2. `X-Forwarded-For` present: 403 (a proxy or an SSRF relay forwarded it);
+//! 2. `X-Forwarded-For` or `Forwarded` present: 403 (a proxy or an SSRF
+//!    relay forwarded it);
 //! 3. a `Host` that is not an IP literal, `localhost` or
 //!    `metadata.google.internal`: 403 (a browser led there by DNS rebinding);
 //! 4. no `Metadata-Flavor: Google`: 403, except on `/`, which the real
@@ -17,7 +18,9 @@
 //!
 //! Unknown paths and accounts get 404. A token that cannot be had is a 5xx
 //! with wif-helper's error code and the message that names the fix (503 when
-//! a later retry may succeed); nothing about a failure is kept.
+//! a later retry may succeed); a client on another host (`--allow-remote`)
+//! gets the code alone, since the message names the AWS role and local
+//! paths. Nothing about a failure is kept.
 
 use super::query::{self, Query};
 use super::tokens::{Kind, Tokens};
@@ -52,9 +55,12 @@ pub(crate) struct Ask<'a> {
     pub(crate) path: &'a str,
     pub(crate) query: Option<&'a str>,
     pub(crate) flavor: Option<&'a [u8]>,
+    /// `X-Forwarded-For` or `Forwarded` is present.
     pub(crate) forwarded: bool,
     pub(crate) host: Option<&'a [u8]>,
     pub(crate) has_body: bool,
+    /// The client is on another host (served only with `--allow-remote`).
+    pub(crate) remote: bool,
 }
 
 /// An answer.
@@ -94,7 +100,7 @@ impl Reply {
         Self::text(body)
     }
 
-    pub(crate) fn forbidden(why: &str) -> Self {
+    fn forbidden(why: &str) -> Self {
         Self {
             close: true,
             ..Self::new(403, TEXT, format!("403 Forbidden: {why}\n"))
@@ -115,8 +121,10 @@ impl Reply {
     }
 
     /// A token that could not be had: 400 for a bad request value, 503 when
-    /// a retry may succeed, else 500.
-    fn upstream(e: &Error, what: &str) -> Self {
+    /// a retry may succeed, else 500. A `remote` client is told the code
+    /// and that the server's log says why: the message names the AWS
+    /// identity and local paths, which are the host's business.
+    fn upstream(e: &Error, what: &str, remote: bool) -> Self {
         let status = match e.code() {
             ErrorCode::InvalidArgument => 400,
             _ if e.is_transient() => 503,
@@ -125,11 +133,15 @@ impl Reply {
         if status >= 500 {
             tracing::warn!(error = %e, "answering {status}: no {what}");
         }
-        Self::new(
-            status,
-            TEXT,
-            format!("wif-helper could not get {what}: {e}\n"),
-        )
+        let body = if remote && status >= 500 {
+            format!(
+                "wif-helper could not get {what}: {}; the metadata server's log says why\n",
+                e.code()
+            )
+        } else {
+            format!("wif-helper could not get {what}: {e}\n")
+        };
+        Self::new(status, TEXT, body)
     }
 }
 
@@ -215,7 +227,7 @@ impl App {
         }
         if ask.forwarded {
             return Reply::forbidden(
-                "the request carries X-Forwarded-For: the metadata server refuses requests a proxy forwarded",
+                "the request carries X-Forwarded-For or Forwarded: the metadata server refuses requests a proxy forwarded",
             );
         }
         if let Some(h) = ask.host
@@ -235,18 +247,18 @@ impl App {
         match ask.path {
             "/computeMetadata" | "/computeMetadata/" => Reply::lines(["v1/"]),
             p => match p.strip_prefix("/computeMetadata/v1") {
-                Some(v1) => self.v1(v1, &q).await,
+                Some(v1) => self.v1(v1, &q, ask.remote).await,
                 None => Reply::not_found(),
             },
         }
     }
 
-    async fn v1(&self, path: &str, q: &Query) -> Reply {
+    async fn v1(&self, path: &str, q: &Query, remote: bool) -> Reply {
         let recursive = q.is_true("recursive");
         if let Some(rest) = path.strip_prefix("/instance/service-accounts/")
             && !rest.is_empty()
         {
-            return self.account(rest, q).await;
+            return self.account(rest, q, remote).await;
         }
         let dir = path.strip_suffix('/').unwrap_or(path);
         match (dir, path.ends_with('/') || dir.is_empty()) {
@@ -329,7 +341,7 @@ impl App {
     }
 
     /// `…/service-accounts/{default|EMAIL}/…`.
-    async fn account(&self, rest: &str, q: &Query) -> Reply {
+    async fn account(&self, rest: &str, q: &Query, remote: bool) -> Reply {
         let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
         if name != "default" && !name.eq_ignore_ascii_case(&self.id.email) {
             return Reply::not_found();
@@ -340,13 +352,13 @@ impl App {
             "email" => Reply::text(self.id.email.clone()),
             "aliases" => Reply::lines(["default"]),
             "scopes" => Reply::lines(self.id.scopes.iter().map(String::as_str)),
-            "token" => self.token(q).await,
-            "identity" => self.id_token(q).await,
+            "token" => self.token(q, remote).await,
+            "identity" => self.id_token(q, remote).await,
             _ => Reply::not_found(),
         }
     }
 
-    async fn token(&self, q: &Query) -> Reply {
+    async fn token(&self, q: &Query, remote: bool) -> Reply {
         let scopes = q.get("scopes").map(query::scopes).unwrap_or_default();
         let kind = if scopes.is_empty() || scopes == self.default_scopes {
             Kind::Access(Vec::new())
@@ -366,16 +378,16 @@ impl App {
                     ),
                 )
             }
-            Err(e) => Reply::upstream(&e, "an access token"),
+            Err(e) => Reply::upstream(&e, "an access token", remote),
         }
     }
 
-    async fn id_token(&self, q: &Query) -> Reply {
+    async fn id_token(&self, q: &Query, remote: bool) -> Reply {
         let Some(audience) = q.get("audience").filter(|a| !a.is_empty()) else {
             return Reply::bad_request("non-empty audience parameter required");
         };
         if let Err(e) = validate::id_audience("audience", audience) {
-            return Reply::upstream(&e, "an ID token");
+            return Reply::upstream(&e, "an ID token", remote);
         }
         let kind = Kind::Id {
             audience: audience.to_owned(),
@@ -384,7 +396,7 @@ impl App {
         };
         match self.tokens.get(&kind).await {
             Ok(t) => Reply::text(t.token.expose()),
-            Err(e) => Reply::upstream(&e, "an ID token"),
+            Err(e) => Reply::upstream(&e, "an ID token", remote),
         }
     }
 }

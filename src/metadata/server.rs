@@ -1,6 +1,6 @@
 //! The listener: HTTP/1.1 with hyper, one task per connection.
 //!
-//! * **Who may ask** is decided once per connection, at its first request
+//! * **Who may ask** is decided once per connection, as it is accepted
 //!   ([`super::peer`]); a refused connection gets 403 and is closed.
 //! * **Bounded**: at most [`Limits::max_connections`] connections (one more
 //!   gets a 503 and is closed at once); a connection must send a request's
@@ -183,17 +183,16 @@ impl Bound {
                 // Decided before a byte is read: a refused peer is answered
                 // and let go at once, and cannot sit on a permit until the
                 // header timeout to starve the user it is not.
-                let verdict = peer::verdict(policy, here, peer).await;
-                if let Verdict::Refused(why) = &verdict {
-                    tracing::info!(%peer, why = why.as_str(), "connection refused");
-                    refuse(stream, why).await;
+                if let Verdict::Refused(why) = peer::verdict(policy, here, peer).await {
+                    tracing::warn!(%peer, why = why.as_str(), "connection refused");
+                    refuse(stream, &why).await;
                     drop(permit);
                     return;
                 }
-                let verdict = Arc::new(verdict);
+                let remote = !peer::unmapped(peer).ip().is_loopback();
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let (app, verdict) = (Arc::clone(&app), Arc::clone(&verdict));
-                    async move { Ok::<_, Infallible>(respond(&app, &verdict, &req).await) }
+                    let app = Arc::clone(&app);
+                    async move { Ok::<_, Infallible>(respond(&app, remote, &req).await) }
                 });
                 let conn = watcher.watch(serving.serve_connection(TokioIo::new(stream), service));
                 if let Err(e) = conn.await {
@@ -213,34 +212,31 @@ impl Bound {
     }
 }
 
-/// Answers one request.
-async fn respond(app: &App, verdict: &Verdict, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// Answers one request of a connection the peer check let in; `remote`
+/// when it comes from another host.
+async fn respond(app: &App, remote: bool, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let reply = match verdict {
-        Verdict::Refused(why) => Reply::forbidden(why),
-        Verdict::Allowed => {
-            let h = req.headers();
-            let has_body = h.contains_key(header::TRANSFER_ENCODING)
-                || h.get(header::CONTENT_LENGTH)
-                    .is_some_and(|v| v.as_bytes() != b"0");
-            let ask = Ask {
-                method: req.method().as_str(),
-                path: req.uri().path(),
-                query: req.uri().query(),
-                flavor: h.get("metadata-flavor").map(HeaderValue::as_bytes),
-                forwarded: h.contains_key("x-forwarded-for"),
-                // An absolute-form request line (`GET http://name/…`) names the
-                // host itself, and wins over the header (RFC 9112 §3.2.2).
-                host: req
-                    .uri()
-                    .authority()
-                    .map(|a| a.as_str().as_bytes())
-                    .or_else(|| h.get(header::HOST).map(HeaderValue::as_bytes)),
-                has_body,
-            };
-            app.answer(&ask).await
-        }
+    let h = req.headers();
+    let has_body = h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let ask = Ask {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        flavor: h.get("metadata-flavor").map(HeaderValue::as_bytes),
+        forwarded: h.contains_key("x-forwarded-for") || h.contains_key(header::FORWARDED),
+        // An absolute-form request line (`GET http://name/…`) names the
+        // host itself, and wins over the header (RFC 9112 §3.2.2).
+        host: req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().as_bytes())
+            .or_else(|| h.get(header::HOST).map(HeaderValue::as_bytes)),
+        has_body,
+        remote,
     };
+    let reply = app.answer(&ask).await;
     tracing::debug!(
         method = %req.method(),
         path = req.uri().path(),
@@ -248,9 +244,6 @@ async fn respond(app: &App, verdict: &Verdict, req: &Request<Incoming>) -> Respo
         micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "metadata request"
     );
-    if let Verdict::Refused(why) = verdict {
-        tracing::warn!("connection refused: {why}");
-    }
     to_response(reply)
 }
 

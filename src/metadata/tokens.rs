@@ -52,6 +52,22 @@ pub(crate) enum Kind {
     },
 }
 
+impl Kind {
+    /// What to ask the service for (the scopes are the service's own).
+    fn want(&self) -> Want<'_> {
+        match self {
+            Self::Access(_) => Want::Access,
+            Self::Id {
+                audience,
+                include_email,
+            } => Want::Id {
+                audience,
+                include_email: *include_email,
+            },
+        }
+    }
+}
+
 type Outcome = Option<Result<Arc<IssuedToken>>>;
 
 /// One token's memory, fetch in flight and refresher.
@@ -102,19 +118,6 @@ impl Slot {
         read(&self.current)
     }
 
-    fn want(&self) -> Want<'_> {
-        match &self.kind {
-            Kind::Access(_) => Want::Access,
-            Kind::Id {
-                audience,
-                include_email,
-            } => Want::Id {
-                audience,
-                include_email: *include_email,
-            },
-        }
-    }
-
     /// Joins the fetch in flight, or starts one asking for a token fresh
     /// `ahead` seconds past the slack, and waits for its outcome.
     async fn fetch(self: &Arc<Self>, tokens: &Arc<Tokens>, ahead: i64) -> Result<Arc<IssuedToken>> {
@@ -131,7 +134,11 @@ impl Slot {
                     *flight = Some(rx.clone());
                     let (slot, tokens) = (Arc::clone(self), Arc::clone(tokens));
                     tokio::spawn(async move {
-                        let outcome = slot.service.issued(slot.want(), ahead).await.map(Arc::new);
+                        let outcome = slot
+                            .service
+                            .issued(slot.kind.want(), ahead)
+                            .await
+                            .map(Arc::new);
                         if let Ok(t) = &outcome {
                             write(&slot.current, Some(Arc::clone(t)));
                         }
@@ -171,6 +178,8 @@ pub(crate) struct Tokens {
     /// the request path takes no lock in between).
     identity_read_ms: AtomicU64,
     born: std::time::Instant,
+    /// Requests are being served past [`MAX_SLOTS`] (said once).
+    overflowing: AtomicBool,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -189,6 +198,7 @@ impl Tokens {
             identity: Mutex::new(base.identity_digest()),
             identity_read_ms: AtomicU64::new(0),
             born: std::time::Instant::now(),
+            overflowing: AtomicBool::new(false),
             base,
             slots: RwLock::new(HashMap::new()),
         })
@@ -283,6 +293,7 @@ impl Tokens {
             refreshing: AtomicBool::new(false),
         });
         slots.insert(kind.clone(), Arc::clone(&slot));
+        self.overflowing.store(false, Ordering::Relaxed);
         Ok(Some(slot))
     }
 
@@ -294,30 +305,16 @@ impl Tokens {
     }
 
     /// A token with no slot (too many distinct ones): through the disk cache.
+    /// Said once while the slots stay full, not on every such request.
     async fn unslotted(&self, kind: &Kind) -> Result<Arc<IssuedToken>> {
-        tracing::warn!(
-            max = MAX_SLOTS,
-            "too many distinct tokens in memory; serving this one from the disk cache"
-        );
+        if !self.overflowing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                max = MAX_SLOTS,
+                "too many distinct tokens in memory; serving the others from the disk cache"
+            );
+        }
         let service = self.service_for(kind)?;
-        let token = match kind {
-            Kind::Access(_) => service.issued(Want::Access, 0).await,
-            Kind::Id {
-                audience,
-                include_email,
-            } => {
-                service
-                    .issued(
-                        Want::Id {
-                            audience,
-                            include_email: *include_email,
-                        },
-                        0,
-                    )
-                    .await
-            }
-        };
-        token.map(Arc::new)
+        service.issued(kind.want(), 0).await.map(Arc::new)
     }
 
     /// Starts `slot`'s refresher unless one runs.
@@ -386,7 +383,95 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::Env;
     use crate::secret::Secret;
+    use crate::service::ServiceSettings;
+
+    fn tokens() -> Arc<Tokens> {
+        let provider = "projects/1/locations/global/workloadIdentityPools/p/providers/aws"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut s = ServiceSettings::new(provider, "app@p.iam.gserviceaccount.com");
+        s.cache.disabled = true;
+        Tokens::new(TokenService::new(s, Env::from_pairs([])).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn audience(i: usize) -> Kind {
+        Kind::Id {
+            audience: format!("https://svc-{i}.example.com"),
+            include_email: false,
+        }
+    }
+
+    fn slot_of(tokens: &Tokens, kind: &Kind) -> Option<Arc<Slot>> {
+        tokens.slot(kind).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Past [`MAX_SLOTS`] tokens still in use, a new kind gets no slot (it
+    /// goes through the disk cache); slots whose token went stale are given
+    /// up first, and the fresh ones are kept.
+    #[test]
+    fn slots_are_bounded_and_stale_ones_give_way() {
+        let tokens = tokens();
+        let now = tokens.now();
+        let full: Vec<Arc<Slot>> = (0..MAX_SLOTS)
+            .map(|i| {
+                let slot = slot_of(&tokens, &audience(i)).unwrap_or_else(|| panic!("slot {i}"));
+                write(&slot.current, Some(Arc::new(t(now, 3600))));
+                slot
+            })
+            .collect();
+        assert!(slot_of(&tokens, &audience(MAX_SLOTS)).is_none());
+        // The same kind again is the same slot, full or not.
+        let again = slot_of(&tokens, &audience(7)).unwrap_or_else(|| panic!("slot 7"));
+        assert!(Arc::ptr_eq(&again, &full[7]));
+        // One token expires: its slot gives way to the new kind.
+        write(&full[3].current, Some(Arc::new(t(now - 7200, 3600))));
+        assert!(slot_of(&tokens, &audience(MAX_SLOTS)).is_some());
+        let slots = tokens.slots.read().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(slots.len(), MAX_SLOTS);
+        assert!(!slots.contains_key(&audience(3)));
+        assert!(slots.contains_key(&audience(4)));
+    }
+
+    /// A slot with a fetch in flight or a refresher running is kept even
+    /// without a fresh token: a waiter or the refresher still needs it.
+    #[test]
+    fn a_slot_being_fetched_or_refreshed_is_not_given_up() {
+        let tokens = tokens();
+        let full: Vec<Arc<Slot>> = (0..MAX_SLOTS)
+            .map(|i| slot_of(&tokens, &audience(i)).unwrap_or_else(|| panic!("slot {i}")))
+            .collect();
+        for slot in &full {
+            slot.refreshing.store(true, Ordering::Relaxed);
+        }
+        assert!(slot_of(&tokens, &audience(MAX_SLOTS)).is_none());
+        full[0].refreshing.store(false, Ordering::Relaxed);
+        let (_tx, rx) = watch::channel(None);
+        *lock(&full[0].flight) = Some(rx);
+        assert!(slot_of(&tokens, &audience(MAX_SLOTS)).is_none());
+        *lock(&full[0].flight) = None;
+        assert!(slot_of(&tokens, &audience(MAX_SLOTS)).is_some());
+    }
+
+    #[test]
+    fn a_kind_asks_for_its_own_token() {
+        assert!(matches!(
+            Kind::Access(vec!["s".into()]).want(),
+            Want::Access
+        ));
+        let id = Kind::Id {
+            audience: "https://a".into(),
+            include_email: true,
+        };
+        assert!(matches!(
+            id.want(),
+            Want::Id {
+                audience: "https://a",
+                include_email: true
+            }
+        ));
+    }
 
     fn t(issued: i64, life: i64) -> IssuedToken {
         IssuedToken {

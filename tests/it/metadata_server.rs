@@ -134,7 +134,7 @@ fn requests_without_the_header_through_a_proxy_or_for_another_host_are_refused()
     let w = World::new();
     let m = w.metadata_server(&[]);
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case<'_>; 5] = [
+    let cases: [Case<'_>; 6] = [
         ("no header", &[], "Metadata-Flavor"),
         (
             "wrong value",
@@ -148,6 +148,11 @@ fn requests_without_the_header_through_a_proxy_or_for_another_host_are_refused()
                 ("X-Forwarded-For", "10.0.0.1"),
             ],
             "X-Forwarded-For",
+        ),
+        (
+            "RFC 7239 Forwarded",
+            &[("Metadata-Flavor", "Google"), ("Forwarded", "for=10.0.0.1")],
+            "Forwarded",
         ),
         (
             "DNS rebinding",

@@ -36,6 +36,7 @@ fn ask(path: &str) -> Ask<'_> {
         forwarded: false,
         host: Some(b"127.0.0.1:8954"),
         has_body: false,
+        remote: false,
     }
 }
 
@@ -255,4 +256,32 @@ fn an_identity_request_needs_an_audience() {
         assert_eq!(r.status, 400, "{path}");
         assert!(r.body.contains("audience"), "{}", r.body);
     }
+}
+
+/// A client on another host (`--allow-remote`) learns the code of a
+/// failure, not its message: that names the AWS role and local paths.
+#[test]
+fn a_remote_client_is_told_the_code_not_the_details() {
+    let e = Error::new(
+        ErrorCode::GooglePermissionDenied,
+        "grant roles/iam.workloadIdentityUser to arn:aws:sts::123456789012:assumed-role/app/i-0abc \
+         (credentials from /home/app/.aws/config)",
+    );
+    let local = Reply::upstream(&e, "an access token", false);
+    assert_eq!(local.status, 500);
+    assert!(local.body.contains("assumed-role/app"), "{}", local.body);
+    let remote = Reply::upstream(&e, "an access token", true);
+    assert_eq!(remote.status, 500);
+    assert!(
+        remote.body.contains("GOOGLE_PERMISSION_DENIED"),
+        "{}",
+        remote.body
+    );
+    for detail in ["123456789012", "assumed-role", "/home/app"] {
+        assert!(!remote.body.contains(detail), "{detail} in {}", remote.body);
+    }
+    // A bad value in the request itself is the client's to fix: said in full.
+    let bad = Reply::upstream(&Error::invalid("audience too long"), "an ID token", true);
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("audience too long"), "{}", bad.body);
 }
