@@ -503,3 +503,115 @@ fn with_nothing_to_diagnose_it_still_checks_aws_and_says_what_to_pass() {
     );
     assert_eq!(check(&checks, "aws_credentials")["status"], "ok");
 }
+
+/// The `credential_config.json` of [`generated_config`] with its command
+/// replaced by a stand-in named like wif-helper that runs `body`, and its
+/// timeout set to the least libraries accept; `doctor --config` on it.
+fn doctor_with_stand_in(w: &World, generated: &Value, case: usize, body: &str) -> Run {
+    let script = w.dir.path().join(format!("wif-helper-stand-in-{case}"));
+    std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let mut v = generated.clone();
+    let exe = &mut v["credential_source"]["executable"];
+    let command = exe["command"].as_str().unwrap_or_default().to_owned();
+    exe["command"] = command
+        .replace(BIN, script.to_str().unwrap_or_default())
+        .into();
+    exe["timeout_millis"] = 5000.into();
+    let config = w.dir.path().join(format!("stand-in-{case}.json"));
+    std::fs::write(&config, v.to_string()).expect("write");
+    w.run(&[
+        "doctor",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap_or_default(),
+    ])
+}
+
+/// A success answer of the executable protocol for a JWT with `aud`.
+fn answer_for(aud: &str, expiration_time: u64) -> String {
+    use base64::Engine;
+    let b64 = |t: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t);
+    let jwt = format!(
+        "{}.{}.c2ln",
+        b64(r#"{"alg":"none"}"#),
+        b64(&serde_json::json!({ "aud": aud }).to_string())
+    );
+    let answer = serde_json::json!({
+        "version": 1,
+        "success": true,
+        "token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "id_token": jwt,
+        "expiration_time": expiration_time,
+    });
+    format!("echo '{answer}'")
+}
+
+/// What a broken command can do, each failing `command_answer` with what
+/// was wrong and its fix: never a pass, never a wait past timeout_millis.
+#[test]
+fn a_command_that_hangs_fails_or_answers_wrongly_fails_its_check() {
+    let w = World::new().env("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1");
+    let generated: Value =
+        serde_json::from_str(&std::fs::read_to_string(generated_config(&w)).expect("config"))
+            .expect("json");
+    let aud = generated["audience"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let failure = r#"echo '{"version":1,"success":false,"code":"AWS_ACCESS_DENIED","message":"denied","token_type":"urn:ietf:params:oauth:token-type:jwt"}'"#;
+    let cases: [(&str, String, &str, &str); 7] = [
+        (
+            "hangs",
+            "exec sleep 30".into(),
+            "within the configuration's timeout_millis (5000 ms)",
+            "timeout_millis",
+        ),
+        (
+            "exits non-zero",
+            "echo '{}'; exit 3".into(),
+            "exited with",
+            "run the command by hand",
+        ),
+        (
+            "not JSON",
+            "echo hello".into(),
+            "not one JSON object",
+            "run the command by hand",
+        ),
+        ("a failure answer", failure.into(), "AWS_ACCESS_DENIED", ""),
+        (
+            "no expiration_time",
+            answer_for(&aud, now + 3000).replace("\"expiration_time\"", "\"expires\""),
+            "lacks version 1, id_token or expiration_time",
+            "executable",
+        ),
+        (
+            "another audience",
+            answer_for("//iam.googleapis.com/other", now + 3000),
+            "//iam.googleapis.com/other",
+            "generate-config",
+        ),
+        ("expired", answer_for(&aud, now - 60), "expired", "clock"),
+    ];
+    for (n, (why, body, detail, fix)) in cases.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let run = doctor_with_stand_in(&w, &generated, n, body);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(25),
+            "{why}: doctor waited past the command's timeout"
+        );
+        let checks = fails(&run, "command_answer", &[fix], &[]);
+        let answer = check(&checks, "command_answer");
+        let text = answer["detail"].as_str().unwrap_or_default();
+        assert!(text.contains(detail), "{why}: {detail:?} not in {answer}");
+    }
+    // The same stand-in answering for the right audience, in time, passes.
+    let run = doctor_with_stand_in(&w, &generated, 99, &answer_for(&aud, now + 3000));
+    assert_eq!(check(&checks(&run), "command_answer")["status"], "ok");
+}

@@ -455,6 +455,16 @@ fn answer(walk: &mut Walk<'_>, c: &LoadedConfig, service_account: Option<&str>) 
         );
     }
     let left = expires.saturating_sub(crate::clock::Clock::now_unix(&crate::clock::SystemClock));
+    if left <= 0 {
+        return walk.report.fail(
+            ANSWER,
+            format!(
+                "the answer expired {} s ago (expiration_time {expires}): libraries refuse it",
+                left.unsigned_abs()
+            ),
+            "check this machine's clock (timedatectl), then run the command by hand",
+        );
+    }
     let mut detail =
         format!("success: an AWS-issued JWT for {aud}; libraries reuse it for {left} s");
     if let Some(f) = &c.output_file {
