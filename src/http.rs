@@ -35,8 +35,10 @@ pub(crate) const MAX_ATTEMPTS: u32 = 5;
 pub(crate) const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// The largest backoff ceiling.
 pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(2);
-/// Responses larger than this are not from Google's token endpoints.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The largest upstream answer read, from Google or AWS: token, STS,
+/// credential and metadata answers are a few kilobytes, so anything larger
+/// is a broken or hostile server (or proxy) and is refused.
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Don't start an attempt with less time than this left.
 const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 

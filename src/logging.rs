@@ -146,12 +146,11 @@ fn open_log_file(path: &Path) -> std::result::Result<File, String> {
 /// nothing), else `sink`. Only a bad level is an error.
 pub(crate) fn init(file: Option<&Path>, level: Option<&str>, sink: Sink) -> Result<()> {
     // A bad level is an error even when nothing is logged.
-    let level = level.unwrap_or("debug");
-    filter(level)?;
+    let filter = filter(level.unwrap_or("debug"))?;
     let refused = match file.map(|path| (path, open_log_file(path))) {
         Some((_, Ok(f))) => {
             let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter(level)?)
+                .with_env_filter(filter)
                 .with_ansi(false)
                 .with_writer(Redacting(Mutex::new(f)))
                 .try_init();
@@ -163,7 +162,7 @@ pub(crate) fn init(file: Option<&Path>, level: Option<&str>, sink: Sink) -> Resu
     if sink == Sink::Stderr {
         use std::io::IsTerminal;
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter(level)?)
+            .with_env_filter(filter)
             // Colours for people; none for journald, files and pipes.
             .with_ansi(std::io::stderr().is_terminal())
             .with_writer(Redacting(Mutex::new(std::io::stderr())))

@@ -26,6 +26,7 @@
 //! not follow redirects: a 3xx is an answer like any other, an AWS error.
 
 use crate::env::Env;
+use crate::http::MAX_BODY_BYTES;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::{Builder, ConnectorBuilder, tls};
 use aws_smithy_runtime_api::client::http::{
@@ -38,10 +39,6 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
-
-/// The largest AWS answer read: STS, credential and metadata answers are a
-/// few kilobytes.
-pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Hosts that serve AWS credentials to the machine or the task itself.
 const METADATA_HOSTS: [&str; 5] = [
@@ -58,33 +55,17 @@ const ENDPOINT_VARS: [&str; 2] = [
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 ];
 
-/// `(host, port)` of a URL, the host lower-cased and without IPv6
-/// brackets, the port defaulted from the scheme. `None` if it has no host.
+/// `(host, port)` of a URL, as the WHATWG URL parser reads it (the host
+/// lower-cased, an IPv6 one without brackets and compressed), the port
+/// defaulted from the scheme. `None` if it is not a URL with a host.
 pub(crate) fn authority(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "https" => 443,
-        _ => 80,
-    };
-    let auth = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let auth = auth.rsplit('@').next().unwrap_or_default();
-    let (host, port) = if let Some(v6) = auth.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match auth.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (auth, None),
-        }
-    };
-    if host.is_empty() {
-        return None;
-    }
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => default_port,
-    };
-    Some((host.to_ascii_lowercase(), port))
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str().filter(|h| !h.is_empty())?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Some((host.to_ascii_lowercase(), url.port_or_known_default()?))
 }
 
 /// Decides which requests go around the proxy.

@@ -23,7 +23,7 @@ use crate::token::IssuedToken;
 use clap::Args;
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,7 +62,7 @@ pub(super) fn run(a: &ExecArgs, env: &Env) -> Result<ExitCode> {
         // No child without a token: the first one says what is wrong.
         let first = tokens.get(&Kind::Access(Vec::new())).await?;
         let dir = private_dir(env)?;
-        let file = dir.path.join("access-token");
+        let file = dir.path().join("access-token");
         write_token(&file, &first)?;
         let project = metadata_server::app_project(&app);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -95,7 +95,8 @@ async fn run_child(
     project: Option<&str>,
     token_file: &Path,
 ) -> Result<ExitCode> {
-    use tokio::signal::unix::{SignalKind, signal};
+    use metadata_server::listen;
+    use tokio::signal::unix::SignalKind;
     let Some((program, args)) = command.split_first() else {
         return Err(Error::invalid("exec: no command given after `--`"));
     };
@@ -105,14 +106,6 @@ async fn run_child(
         .envs(metadata::client_env(local, project))
         .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", token_file);
     // Installed before the child starts: no signal may fall between.
-    let listen = |kind| {
-        signal(kind).map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("cannot listen for signals: {e}"),
-            )
-        })
-    };
     let (mut term, mut int, mut hup) = (
         listen(SignalKind::terminate())?,
         listen(SignalKind::interrupt())?,
@@ -203,46 +196,26 @@ fn write_token(file: &Path, t: &IssuedToken) -> Result<()> {
     crate::fsutil::write_atomic(file, t.token.expose().as_bytes())
 }
 
-/// A directory only this user can enter, removed on drop.
-struct PrivateDir {
-    path: PathBuf,
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// Makes a fresh 0700 directory under `$XDG_RUNTIME_DIR`, `$TMPDIR` or `/tmp`.
-fn private_dir(env: &Env) -> Result<PrivateDir> {
+/// Makes a fresh 0700 directory (removed on drop) under `$XDG_RUNTIME_DIR`,
+/// `$TMPDIR` or `/tmp`.
+fn private_dir(env: &Env) -> Result<tempfile::TempDir> {
     let base = ["XDG_RUNTIME_DIR", "TMPDIR"]
         .iter()
         .filter_map(|v| env.get(v))
         .map(PathBuf::from)
         .find(|p| p.is_absolute() && p.is_dir())
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let pid = std::process::id();
-    let mut last = None;
-    for attempt in 0..16u32 {
-        let nonce = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u32(attempt);
-            h.finish()
-        };
-        let path = base.join(format!("wif-helper-exec-{pid}-{nonce:016x}"));
-        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-            Ok(()) => return Ok(PrivateDir { path }),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(Error::new(
-        ErrorCode::CacheError,
-        format!(
-            "cannot create a private directory for the access-token file under {}: {}; set TMPDIR",
-            base.display(),
-            last.map_or_else(String::new, |e| e.to_string())
-        ),
-    ))
+    tempfile::Builder::new()
+        .prefix("wif-helper-exec-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(&base)
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::CacheError,
+                format!(
+                    "cannot create a private directory for the access-token file under {}: {e}; set TMPDIR",
+                    base.display()
+                ),
+            )
+        })
 }

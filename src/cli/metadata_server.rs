@@ -13,11 +13,13 @@ use crate::logging::{self, Sink};
 use crate::metadata::{self, App, Identity, Limits, Policy, Tokens};
 use crate::output;
 use crate::service::TokenService;
+use crate::settings::validate;
 use clap::Args;
 use clap::builder::BoolishValueParser;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// What the server says about the project.
 #[derive(Debug, Args)]
@@ -89,13 +91,8 @@ pub(super) fn app(
             .map(str::to_owned)
             .or_else(|| metadata::project_of(&settings.service_account).map(str::to_owned)),
     };
-    if let Some(p) = &project_id
-        && (p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic()))
-    {
-        return Err(Error::invalid(format!(
-            "--project-id `{}`: expected a project ID such as my-project",
-            p.escape_debug()
-        )));
+    if let Some(p) = &project_id {
+        validate::project_id("--project-id", p)?;
     }
     let id = Identity {
         email: settings.service_account.clone(),
@@ -129,19 +126,21 @@ pub(super) fn grace(service: &ServiceArgs) -> Duration {
     Duration::from_millis(u64::from(service.timeout.timeout_millis)) + Duration::from_secs(5)
 }
 
+/// Starts listening for signals of `kind` (from now on: none is lost while
+/// the caller goes on).
+pub(super) fn listen(kind: SignalKind) -> Result<Signal> {
+    signal(kind).map_err(|e| {
+        Error::new(
+            ErrorCode::Internal,
+            format!("cannot listen for signals: {e}"),
+        )
+    })
+}
+
 /// A future that resolves at SIGTERM or SIGINT. The handlers are installed
 /// now, so a signal sent as soon as the server says it is ready is caught.
 /// Call it inside the runtime.
 pub(super) fn on_termination() -> Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let listen = |kind| {
-        signal(kind).map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("cannot listen for signals: {e}"),
-            )
-        })
-    };
     let (mut term, mut int) = (
         listen(SignalKind::terminate())?,
         listen(SignalKind::interrupt())?,

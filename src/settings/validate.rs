@@ -213,9 +213,37 @@ pub(crate) fn id_audience(flag: &str, audience: &str) -> Result<()> {
     Ok(())
 }
 
+/// A project ID as clients are told it: printable ASCII without spaces.
+/// Looser than Google's own rule (6–30 of `a-z0-9-`), which legacy
+/// domain-scoped IDs such as `example.com:my-project` do not follow.
+pub(crate) fn project_id(flag: &str, project: &str) -> Result<()> {
+    if project.is_empty() || !project.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(format!(
+            "{flag} `{}`: expected a project ID such as my-project",
+            project.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_ids_are_printable_words() {
+        for ok in ["my-project", "example.com:my-project", "p-123456"] {
+            assert!(project_id("--project-id", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "my project", "p\n", "projét"] {
+            let e = project_id("--project-id", bad).err();
+            assert!(
+                e.as_ref()
+                    .is_some_and(|e| e.message().contains("--project-id")),
+                "{bad}: {e:?}"
+            );
+        }
+    }
 
     #[test]
     fn service_accounts_are_emails_of_service_account_domains_or_unique_ids() {
