@@ -204,6 +204,15 @@ pub(crate) struct LoadedConfig {
     pub(crate) output_file: Option<PathBuf>,
 }
 
+impl LoadedConfig {
+    /// The command's program and arguments, split on whitespace as client
+    /// libraries split it (the program is `""` when the command is empty).
+    pub(crate) fn command_words(&self) -> (&str, std::str::SplitWhitespace<'_>) {
+        let mut words = self.command.split_whitespace();
+        (words.next().unwrap_or_default(), words)
+    }
+}
+
 #[derive(Deserialize)]
 struct WireConfig {
     #[serde(rename = "type")]

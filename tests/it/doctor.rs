@@ -160,6 +160,24 @@ fn invalid_aws_settings_fail_the_aws_check_and_skip_the_rest() {
         "{c}"
     );
     assert_eq!(w.emu.count("google:sts.token"), 0);
+    // An ID token asked for is skipped with the rest, not left out.
+    let run = doctor(
+        &w,
+        &w.aws_provider(),
+        &w.emu.service_account(),
+        &[
+            "--region",
+            "not a region",
+            "--audience",
+            "https://svc.example.com",
+        ],
+    );
+    fails(
+        &run,
+        "aws_credentials",
+        &[],
+        &["google_sts", "impersonation", "id_token"],
+    );
 }
 
 #[test]

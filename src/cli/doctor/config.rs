@@ -3,11 +3,9 @@
 
 use super::steps::{AWS_CREDENTIALS, AWS_REGION, FEDERATION, IMPERSONATION, STS, Target, Walk};
 use super::{DoctorArgs, Report};
-use crate::aws::AwsSession;
 use crate::cli::executable::ExecutableArgs;
 use crate::cli::{Cli, Command};
 use crate::credential_config::{self, LoadedConfig};
-use crate::deadline::Deadline;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::google::iam_credentials;
@@ -118,32 +116,19 @@ pub(super) fn walk(r: &mut Report, a: &DoctorArgs, env: &Env, path: &Path) {
             return;
         }
     };
-    let deadline = walk.deadline();
-    let outer = Deadline::after(a.timeout() + Duration::from_secs(1));
-    let done = outer.block_on(async {
-        let session = AwsSession::new(&aws, env, deadline);
-        walk.aws_identity(&session).await;
-        walk.federation(&session).await;
-        Ok(())
+    walk.with_aws(&aws, async |walk, session| {
+        walk.aws_identity(session).await;
+        walk.federation(session).await;
     });
-    if let Err(e) = done {
-        walk.failed("deadline", &e);
-    }
     answer(&mut walk, &c, service_account.as_deref());
     walk.restart();
-    let deadline = walk.deadline();
     let not_ready =
         (!walk.report.passed(ANSWER)).then_some("needs the command's answer (command_answer)");
-    let done = Deadline::after(a.timeout() + Duration::from_secs(1)).block_on(async {
-        let session = AwsSession::new(&aws, env, deadline);
-        walk.exchange(&session, not_ready).await;
+    walk.with_aws(&aws, async |walk, session| {
+        walk.exchange(session, not_ready).await;
         walk.impersonate().await;
         walk.id_token().await;
-        Ok(())
     });
-    if let Err(e) = done {
-        walk.failed("deadline", &e);
-    }
     walk.cache(&cache);
 }
 
@@ -168,8 +153,7 @@ fn read(path: &Path) -> Result<LoadedConfig> {
 /// `config_command`: an absolute path to an executable file, and, when it
 /// is wif-helper, its flags (as `wif-helper executable` will parse them).
 fn command(r: &mut Report, c: &LoadedConfig, regenerate: &str) -> Option<ExecutableArgs> {
-    let words: Vec<&str> = c.command.split_whitespace().collect();
-    let program = words.first().copied().unwrap_or_default();
+    let (program, args) = c.command_words();
     let path = Path::new(program);
     let problem = if !path.is_absolute() {
         Some(format!(
@@ -194,7 +178,7 @@ fn command(r: &mut Report, c: &LoadedConfig, regenerate: &str) -> Option<Executa
         );
         return None;
     }
-    let argv = std::iter::once("wif-helper").chain(words.iter().skip(1).copied());
+    let argv = std::iter::once("wif-helper").chain(args);
     match Cli::try_parse_from(argv) {
         Ok(Cli {
             command: Command::Executable(args),
@@ -482,7 +466,7 @@ fn answer(walk: &mut Walk<'_>, c: &LoadedConfig, service_account: Option<&str>) 
 /// than root or this user.
 fn not_wif_helper(c: &LoadedConfig) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let program = Path::new(c.command.split_whitespace().next().unwrap_or_default());
+    let program = Path::new(c.command_words().0);
     let meta = std::fs::metadata(program).ok()?;
     let me = rustix::process::geteuid().as_raw();
     let same_as_this = std::env::current_exe()
@@ -516,10 +500,9 @@ fn run(
     service_account: Option<&str>,
     timeout: Duration,
 ) -> std::result::Result<String, String> {
-    let mut words = c.command.split_whitespace();
-    let program = words.next().unwrap_or_default();
+    let (program, args) = c.command_words();
     let mut cmd = Process::new(program);
-    cmd.args(words)
+    cmd.args(args)
         .env("GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE", &c.audience)
         .env("GOOGLE_EXTERNAL_ACCOUNT_TOKEN_TYPE", &c.subject_token_type)
         .env("GOOGLE_EXTERNAL_ACCOUNT_INTERACTIVE", "0")

@@ -4,14 +4,12 @@
 
 use super::steps::{AWS_CREDENTIALS, FEDERATION, IMPERSONATION, SETTINGS, STS, Target, Walk};
 use super::{DoctorArgs, Report};
-use crate::aws::{AwsSession, AwsSettings};
-use crate::deadline::Deadline;
+use crate::aws::AwsSettings;
 use crate::env::Env;
 use crate::error::Result;
 use crate::provider::Provider;
 use crate::settings::validate;
 use crate::subject::ProviderType;
-use std::time::Duration;
 
 /// The direct path's target from the flags; records `settings`. `None`
 /// when there is nothing to diagnose upstream of AWS.
@@ -86,7 +84,7 @@ pub(super) fn walk(r: &mut Report, a: &DoctorArgs, env: &Env) {
     let aws_settings = a.aws.settings();
     let mut walk = Walk::new(r, env, target.as_ref(), a.timeout());
     match &aws_settings {
-        Ok(settings) => upstream(&mut walk, settings, env, oidc, a.timeout()),
+        Ok(settings) => upstream(&mut walk, settings, oidc),
         Err(e) => {
             walk.failed(AWS_CREDENTIALS, e);
             let why = "needs valid AWS settings (aws_credentials)";
@@ -102,25 +100,17 @@ pub(super) fn walk(r: &mut Report, a: &DoctorArgs, env: &Env) {
 }
 
 /// The upstream steps of the direct path.
-fn upstream(walk: &mut Walk<'_>, settings: &AwsSettings, env: &Env, oidc: bool, timeout: Duration) {
-    let deadline = walk.deadline();
-    // The steps honour `deadline`; this only bounds the runtime.
-    let outer = Deadline::after(timeout + Duration::from_secs(1));
-    let done = outer.block_on(async {
-        let aws = AwsSession::new(settings, env, deadline);
-        let aws_ok = walk.aws_identity(&aws).await;
+fn upstream(walk: &mut Walk<'_>, settings: &AwsSettings, oidc: bool) {
+    walk.with_aws(settings, async |walk, aws| {
+        let aws_ok = walk.aws_identity(aws).await;
         let not_ready = if oidc {
-            (!walk.federation(&aws).await)
+            (!walk.federation(aws).await)
                 .then_some("needs the AWS-issued token (outbound_federation)")
         } else {
             (!aws_ok).then_some("needs working AWS credentials (aws_credentials)")
         };
-        walk.exchange(&aws, not_ready).await;
+        walk.exchange(aws, not_ready).await;
         walk.impersonate().await;
         walk.id_token().await;
-        Ok(())
     });
-    if let Err(e) = done {
-        walk.failed("deadline", &e);
-    }
 }

@@ -82,13 +82,28 @@ impl<'a> Walk<'a> {
         }
     }
 
-    pub(super) fn deadline(&self) -> Deadline {
-        self.deadline
-    }
-
     /// A fresh deadline for the steps after a child process ran.
     pub(super) fn restart(&mut self) {
         self.deadline = Deadline::after(self.timeout);
+    }
+
+    /// Runs `steps` with an AWS session from `settings`, on the walk's
+    /// deadline. The steps honour that deadline themselves; the runtime is
+    /// bounded a second past it, and running out fails the `deadline` check.
+    pub(super) fn with_aws(
+        &mut self,
+        settings: &AwsSettings,
+        steps: impl AsyncFnOnce(&mut Self, &AwsSession),
+    ) {
+        let (env, deadline) = (self.env, self.deadline);
+        let done = Deadline::after(self.timeout + Duration::from_secs(1)).block_on(async {
+            let aws = AwsSession::new(settings, env, deadline);
+            steps(self, &aws).await;
+            Ok(())
+        });
+        if let Err(e) = done {
+            self.failed("deadline", &e);
+        }
     }
 
     fn known(&self) -> Known<'_> {
@@ -114,10 +129,14 @@ impl<'a> Walk<'a> {
         self.report.fail(name, format!("{code}: {message}"), fix);
     }
 
-    /// Records every step of `names` as skipped for `why`.
+    /// Records every step of `names` as skipped for `why`, and the ID token
+    /// after them when one is asked for (it needs every one of them).
     pub(super) fn skip_all(&mut self, names: &[&'static str], why: &str) {
         for name in names {
             self.report.skip(name, why);
+        }
+        if self.target.is_some_and(|t| t.id_audience.is_some()) {
+            self.report.skip(ID_TOKEN, why);
         }
     }
 
