@@ -135,7 +135,8 @@ enum Command {
     /// (a 0600 file kept fresh, for gcloud) set, and GOOGLE_APPLICATION_CREDENTIALS
     /// removed, so its Google libraries use the metadata server. Tokens stay fresh for
     /// as long as COMMAND runs. Standard streams are inherited, SIGINT, SIGTERM and
-    /// SIGHUP are forwarded, and wif-helper exits with COMMAND's status.
+    /// SIGHUP are forwarded (a Ctrl-C at the terminal reaches COMMAND once, from the
+    /// terminal), and wif-helper exits with COMMAND's status.
     ///
     /// Example:
     ///   wif-helper exec --provider projects/123/locations/global/workloadIdentityPools/p/providers/aws \

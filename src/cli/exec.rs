@@ -8,8 +8,10 @@
 //! `CLOUDSDK_AUTH_ACCESS_TOKEN_FILE` naming a 0600 file that always holds a
 //! fresh access token, and without `GOOGLE_APPLICATION_CREDENTIALS` (which
 //! would win over the metadata server in every library). Standard streams
-//! are inherited; SIGINT, SIGTERM and SIGHUP are forwarded to the child;
-//! wif-helper exits with the child's status (128 + N when signal N ended
+//! are inherited; SIGINT, SIGTERM and SIGHUP are forwarded to the child,
+//! except a SIGINT typed at the terminal (Ctrl-C), which the terminal sends
+//! to the child itself (a second one makes many programs, Terraform among
+//! them, stop at once instead of cleanly); wif-helper exits with the child's status (128 + N when signal N ended
 //! it) and removes the token file.
 
 use super::metadata_server::{self, ProjectArgs};
@@ -138,6 +140,12 @@ async fn run_child(
             _ = int.recv() => rustix::process::Signal::INT,
             _ = hup.recv() => rustix::process::Signal::HUP,
         };
+        if forward == rustix::process::Signal::INT && terminal_sent_it() {
+            tracing::debug!(
+                "SIGINT from the terminal: the child has it already; not forwarding it"
+            );
+            continue;
+        }
         if let Some(pid) = pid {
             tracing::debug!(signal = ?forward, "forwarding a signal to the child");
             let _ = rustix::process::kill_process(pid, forward);
@@ -155,6 +163,20 @@ async fn run_child(
         (None, None) => 1,
     };
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// Whether a SIGINT came from the terminal: this process group (the
+/// child's too) is the foreground group of the terminal on a standard
+/// stream, and the terminal signals the whole group.
+fn terminal_sent_it() -> bool {
+    use std::os::fd::AsFd;
+    let ours = rustix::process::getpgrp();
+    let foreground = |fd: std::os::fd::BorrowedFd<'_>| {
+        rustix::termios::tcgetpgrp(fd).is_ok_and(|group| group == ours)
+    };
+    foreground(std::io::stdin().as_fd())
+        || foreground(std::io::stdout().as_fd())
+        || foreground(std::io::stderr().as_fd())
 }
 
 /// Rewrites `file` whenever the access token changes. The token is asked

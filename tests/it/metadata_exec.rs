@@ -171,3 +171,58 @@ fn exec_keeps_the_token_file_fresh_for_as_long_as_the_child_runs() {
     assert_ne!(a, b, "the token file was not refreshed");
     assert_eq!(w.emu.count("google:generateAccessToken"), 2);
 }
+
+/// A Ctrl-C typed at the terminal reaches the child once: the terminal
+/// signals the whole foreground group, and exec does not send it again
+/// (a second SIGINT makes Terraform, among others, stop at once). Run under
+/// `script`, which gives exec a terminal of its own.
+#[test]
+fn a_ctrl_c_at_the_terminal_reaches_the_child_once() {
+    let w = World::new();
+    let mut words: Vec<String> = vec!["exec".into(), BIN.into(), "exec".into()];
+    words.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
+    words.extend(["--".into(), "sh".into(), "-c".into()]);
+    words.push(
+        "trap 'echo got-int; exit 42' INT; echo ready; i=0; \
+         while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; exit 9"
+            .into(),
+    );
+    let line = words
+        .iter()
+        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut c = Command::new("script");
+    c.args(["-qfec", &line, "/dev/null"])
+        .env_clear()
+        .envs(w.env_vars())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().expect("script runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready = out.by_ref().find_map(|l| {
+        l.ok()
+            .filter(|l| l.trim_end() == "ready" || l.contains("error"))
+    });
+    assert_eq!(ready.as_deref().map(str::trim_end), Some("ready"));
+    std::io::Write::write_all(&mut stdin, b"\x03").expect("Ctrl-C");
+    let status = child.wait().expect("wait");
+    let rest: Vec<String> = out.map_while(Result::ok).collect();
+    assert_eq!(status.code(), Some(42), "{rest:?}");
+    assert_eq!(
+        rest.iter().filter(|l| l.contains("got-int")).count(),
+        1,
+        "{rest:?}"
+    );
+    let log = std::fs::read_to_string(w.log_file()).unwrap_or_default();
+    assert!(
+        log.contains("SIGINT from the terminal"),
+        "exec did not see the terminal's SIGINT"
+    );
+    assert!(
+        !log.contains("forwarding a signal to the child"),
+        "exec sent the child a second SIGINT"
+    );
+}
