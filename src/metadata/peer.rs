@@ -228,6 +228,45 @@ mod tests {
         }
     }
 
+    /// The verdict on a live connection to a listener on `listen`, reached
+    /// at `connect` (`None`: the listener's own address); `None` when this
+    /// host cannot listen there (no IPv6).
+    async fn live(listen: &str, connect: Option<&str>) -> Option<Verdict> {
+        let Ok(listener) = tokio::net::TcpListener::bind(listen).await else {
+            eprintln!("cannot listen on {listen} here: not checked");
+            return None;
+        };
+        let bound = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let to = connect.map_or(bound, |ip| {
+            SocketAddr::new(ip.parse().unwrap_or_else(|e| panic!("{e}")), bound.port())
+        });
+        let client = tokio::net::TcpStream::connect(to).await;
+        let _client = client.unwrap_or_else(|e| panic!("{to}: {e}"));
+        let (conn, peer) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+        // What the server does: the address this connection reached.
+        let here = conn.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        Some(verdict(Policy::default(), here, peer).await)
+    }
+
+    /// The same user is found over IPv6 loopback, and through a dual-stack
+    /// `[::]` listener reached at 127.0.0.1 (an IPv4-mapped peer).
+    #[tokio::test]
+    async fn the_same_user_is_found_over_ipv6_and_dual_stack() {
+        if !std::path::Path::new("/proc/net/tcp6").exists() {
+            return;
+        }
+        for (listen, connect) in [
+            ("[::1]:0", None),
+            ("[::]:0", Some("::1")),
+            ("[::]:0", Some("127.0.0.1")),
+            ("0.0.0.0:0", Some("127.0.0.1")),
+        ] {
+            if let Some(v) = live(listen, connect).await {
+                assert_eq!(v, Verdict::Allowed, "{listen} reached at {connect:?}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_connection_of_this_user_is_allowed_and_others_need_a_flag() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await;
