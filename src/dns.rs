@@ -121,6 +121,15 @@ impl Resolver {
     /// configuration; without that file, the local host's (glibc's and
     /// musl's default). Hosts-file lookups are ours, not hickory's.
     fn dns(&self) -> Result<TokioResolver, String> {
+        let (config, options) = self.dns_config()?;
+        let mut builder =
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        *builder.options_mut() = options;
+        builder.build().map_err(|e| e.to_string())
+    }
+
+    /// What [`dns`](Self::dns) builds its resolver from.
+    fn dns_config(&self) -> Result<(ResolverConfig, ResolverOpts), String> {
         let (config, mut options) = match std::fs::read(&self.resolv_conf) {
             Ok(text) => hickory_resolver::system_conf::parse_resolv_conf(text)
                 .map_err(|e| format!("{}: {e}", self.resolv_conf.display()))?,
@@ -138,10 +147,7 @@ impl Resolver {
         };
         options.use_hosts_file = ResolveHosts::Never;
         options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        let mut builder =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
-        *builder.options_mut() = options;
-        builder.build().map_err(|e| e.to_string())
+        Ok((config, options))
     }
 }
 
@@ -241,6 +247,22 @@ mod tests {
         let name = Name::from_utf8("emu.test").unwrap_or_else(|e| panic!("{e}"));
         assert!(none.in_hosts_file(&name).is_empty());
         assert!(block_on(async { none.dns() }).is_ok());
+        let servers = |r: &Resolver| -> Vec<IpAddr> {
+            let (config, options) = r.dns_config().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(options.use_hosts_file, ResolveHosts::Never);
+            config.name_servers().iter().map(|n| n.ip).collect()
+        };
+        assert_eq!(servers(&none), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+        // With the file, its name servers, in its order.
+        let conf = dir.path().join("resolv.conf");
+        std::fs::write(&conf, "nameserver 192.0.2.53\nnameserver 2001:db8::53\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let listed = Resolver::with_files(&dir.path().join("no-hosts"), &conf);
+        let want: [IpAddr; 2] = [
+            "192.0.2.53".parse().unwrap_or_else(|e| panic!("{e}")),
+            "2001:db8::53".parse().unwrap_or_else(|e| panic!("{e}")),
+        ];
+        assert_eq!(servers(&listed), want);
         let unreadable = Resolver::with_files(dir.path(), dir.path());
         assert!(
             block_on(async { unreadable.dns() }).is_err(),
