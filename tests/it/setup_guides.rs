@@ -238,11 +238,31 @@ fn common_checks(all: &[Vec<String>], name: &str) {
         for flag in call.iter().filter(|a| a.starts_with("--")) {
             let flag = flag.split('=').next().unwrap_or_default();
             assert!(
-                text.contains(flag),
+                names_flag(text, flag),
                 "{name}: wif-helper {sub} has no {flag}"
             );
         }
     }
+}
+
+/// Whether `help` lists `flag` itself, not only a longer flag that begins
+/// with it (`--audience` inside `--audiences`).
+fn names_flag(help: &str, flag: &str) -> bool {
+    help.match_indices(flag).any(|(at, _)| {
+        help[at + flag.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-'))
+    })
+}
+
+#[test]
+fn a_flag_is_found_whole_not_as_the_start_of_another() {
+    let help = "  --audiences <AUD>  ...\n  --region <R>\n      --no-cache\n";
+    assert!(names_flag(help, "--region"));
+    assert!(names_flag(help, "--no-cache"));
+    assert!(!names_flag(help, "--audience"));
+    assert!(!names_flag(help, "--no"));
 }
 
 fn json_file(dir: &Path, file: &str) -> Value {
