@@ -179,36 +179,56 @@ fn terminal_sent_it() -> bool {
         || foreground(std::io::stderr().as_fd())
 }
 
-/// Rewrites `file` whenever the access token changes. The token is asked
-/// for just before its refresh point, so the background refresh
-/// ([`crate::metadata::Tokens`]) sees it in use and refreshes it, and again
-/// just after, to write the new one.
+/// Rewrites `file` with each new access token the background refresh
+/// ([`crate::metadata::Tokens::follow`]) brings. Should a refresh keep
+/// failing until the written token is past its slack, a foreground fetch
+/// starts it again (and waits out a failing upstream five seconds at a time).
 async fn keep_fresh(tokens: Arc<Tokens>, file: PathBuf, mut written: Arc<IssuedToken>) {
     let kind = Kind::Access(Vec::new());
-    let pause = |secs: i64| {
-        tokio::time::sleep(Duration::from_secs(u64::try_from(secs.max(1)).unwrap_or(1)))
-    };
+    let mut news = None;
     loop {
-        let refresh_at = written
+        if news.is_none() {
+            match tokens.follow(&kind) {
+                Ok(rx) => news = Some(rx),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot follow the access token");
+                    return;
+                }
+            }
+        }
+        let stale_in = written
             .expires_at
             .saturating_sub(written.slack())
-            .saturating_sub(metadata::lead(&written));
-        pause(refresh_at.saturating_sub(5).saturating_sub(tokens.now())).await;
-        let _ = tokens.get(&kind).await;
-        pause(refresh_at.saturating_add(2).saturating_sub(tokens.now())).await;
-        match tokens.get(&kind).await {
-            Ok(t) if t.token != written.token => match write_token(&file, &t) {
-                Ok(()) => written = t,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not rewrite the access-token file");
-                    pause(5).await;
-                }
+            .saturating_sub(tokens.now())
+            .max(1);
+        let wait = Duration::from_secs(u64::try_from(stale_in).unwrap_or(1));
+        let heard = match news.as_mut() {
+            Some(rx) => match tokio::time::timeout(wait, rx.changed()).await {
+                Ok(Ok(())) => Some(rx.borrow_and_update().clone()),
+                _ => None,
             },
-            // Not refreshed yet (a failing upstream is retried in the background).
-            Ok(_) => pause(5).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not refresh the access-token file");
-                pause(5).await;
+            None => None,
+        };
+        let latest = match heard {
+            Some(t) => t,
+            // The refresher gave up, or the slot went with an identity
+            // change: fetch in the foreground, then follow the slot anew.
+            None => {
+                news = None;
+                match tokens.get(&kind).await {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not refresh the access-token file");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(t) = latest.filter(|t| t.token != written.token) {
+            match write_token(&file, &t) {
+                Ok(()) => written = t,
+                Err(e) => tracing::warn!(error = %e, "could not rewrite the access-token file"),
             }
         }
     }

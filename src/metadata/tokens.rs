@@ -74,9 +74,10 @@ type Outcome = Option<Result<Arc<IssuedToken>>>;
 struct Slot {
     kind: Kind,
     service: TokenService,
-    /// Read on every request: a read lock, so a preempted reader never
-    /// holds the others up.
-    current: RwLock<Option<Arc<IssuedToken>>>,
+    /// The token. Read on every request (`borrow` is a read lock, so a
+    /// preempted reader never holds the others up); [`Tokens::follow`]ers
+    /// hear of each new one.
+    current: watch::Sender<Option<Arc<IssuedToken>>>,
     flight: Mutex<Option<watch::Receiver<Outcome>>>,
     /// Asked for since the last refresh.
     used: AtomicBool,
@@ -88,18 +89,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn read<T: Clone>(m: &RwLock<T>) -> T {
-    m.read().unwrap_or_else(PoisonError::into_inner).clone()
-}
-
-fn write<T>(m: &RwLock<T>, value: T) {
-    *m.write().unwrap_or_else(PoisonError::into_inner) = value;
-}
-
 /// How long before the slack a token is refreshed in the background: the
 /// slack again, or half of what a short lifetime leaves after it (at least
 /// one second). A one-hour token is refreshed with 600 s left.
-pub(crate) fn lead(t: &IssuedToken) -> i64 {
+fn lead(t: &IssuedToken) -> i64 {
     let slack = t.slack();
     let life = t.expires_at.saturating_sub(t.issued_at);
     slack.min(life.saturating_sub(slack) / 2).max(1)
@@ -107,15 +100,21 @@ pub(crate) fn lead(t: &IssuedToken) -> i64 {
 
 impl Slot {
     fn fresh(&self, now: i64) -> Option<Arc<IssuedToken>> {
-        read(&self.current).filter(|t| t.is_fresh(now))
+        self.current().filter(|t| t.is_fresh(now))
     }
 
     fn fresh_ahead(&self, now: i64, ahead: i64) -> Option<Arc<IssuedToken>> {
-        read(&self.current).filter(|t| t.is_fresh_ahead(now, ahead))
+        self.current().filter(|t| t.is_fresh_ahead(now, ahead))
     }
 
     fn current(&self) -> Option<Arc<IssuedToken>> {
-        read(&self.current)
+        self.current.borrow().clone()
+    }
+
+    /// Someone [follows](Tokens::follow) it: it is refreshed whether or not
+    /// requests ask for it.
+    fn followed(&self) -> bool {
+        self.current.receiver_count() > 0
     }
 
     /// Joins the fetch in flight, or starts one asking for a token fresh
@@ -140,7 +139,7 @@ impl Slot {
                             .await
                             .map(Arc::new);
                         if let Ok(t) = &outcome {
-                            write(&slot.current, Some(Arc::clone(t)));
+                            slot.current.send_replace(Some(Arc::clone(t)));
                         }
                         *lock(&slot.flight) = None;
                         if outcome.is_ok() {
@@ -277,6 +276,7 @@ impl Tokens {
             let now = self.now();
             slots.retain(|_, s| {
                 s.refreshing.load(Ordering::Relaxed)
+                    || s.followed()
                     || lock(&s.flight).is_some()
                     || s.fresh(now).is_some()
             });
@@ -287,7 +287,7 @@ impl Tokens {
         let slot = Arc::new(Slot {
             service: self.service_for(kind)?,
             kind: kind.clone(),
-            current: RwLock::new(None),
+            current: watch::Sender::new(None),
             flight: Mutex::new(None),
             used: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
@@ -315,6 +315,21 @@ impl Tokens {
         }
         let service = self.service_for(kind)?;
         service.issued(kind.want(), 0).await.map(Arc::new)
+    }
+
+    /// Every new token of `kind` from now on (the current one first), kept
+    /// fresh ahead of its slack for as long as the receiver lives, asked
+    /// for or not: what `exec` writes to its token file. The refresher
+    /// stops when a refresh keeps failing until the token is stale (as for
+    /// any slot); a [`get`](Self::get) starts it again.
+    pub(crate) fn follow(&self, kind: &Kind) -> Result<watch::Receiver<Option<Arc<IssuedToken>>>> {
+        let slot = self.slot(kind)?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("more than {MAX_SLOTS} distinct tokens in memory"),
+            )
+        })?;
+        Ok(slot.current.subscribe())
     }
 
     /// Starts `slot`'s refresher unless one runs.
@@ -349,7 +364,7 @@ impl Tokens {
                 u64::try_from(pause.max(1)).unwrap_or(1),
             ))
             .await;
-            if failures == 0 && !slot.used.swap(false, Ordering::Relaxed) {
+            if failures == 0 && !slot.used.swap(false, Ordering::Relaxed) && !slot.followed() {
                 tracing::debug!("token not asked for since its last refresh; not refreshing it");
                 break;
             }
@@ -417,7 +432,7 @@ mod tests {
         let full: Vec<Arc<Slot>> = (0..MAX_SLOTS)
             .map(|i| {
                 let slot = slot_of(&tokens, &audience(i)).unwrap_or_else(|| panic!("slot {i}"));
-                write(&slot.current, Some(Arc::new(t(now, 3600))));
+                slot.current.send_replace(Some(Arc::new(t(now, 3600))));
                 slot
             })
             .collect();
@@ -426,7 +441,9 @@ mod tests {
         let again = slot_of(&tokens, &audience(7)).unwrap_or_else(|| panic!("slot 7"));
         assert!(Arc::ptr_eq(&again, &full[7]));
         // One token expires: its slot gives way to the new kind.
-        write(&full[3].current, Some(Arc::new(t(now - 7200, 3600))));
+        full[3]
+            .current
+            .send_replace(Some(Arc::new(t(now - 7200, 3600))));
         assert!(slot_of(&tokens, &audience(MAX_SLOTS)).is_some());
         let slots = tokens.slots.read().unwrap_or_else(PoisonError::into_inner);
         assert_eq!(slots.len(), MAX_SLOTS);
@@ -434,8 +451,8 @@ mod tests {
         assert!(slots.contains_key(&audience(4)));
     }
 
-    /// A slot with a fetch in flight or a refresher running is kept even
-    /// without a fresh token: a waiter or the refresher still needs it.
+    /// A slot with a fetch in flight, a refresher running or a follower is
+    /// kept even without a fresh token: they still need it.
     #[test]
     fn a_slot_being_fetched_or_refreshed_is_not_given_up() {
         let tokens = tokens();
@@ -451,6 +468,9 @@ mod tests {
         *lock(&full[0].flight) = Some(rx);
         assert!(slot_of(&tokens, &audience(MAX_SLOTS)).is_none());
         *lock(&full[0].flight) = None;
+        let follower = full[0].current.subscribe();
+        assert!(slot_of(&tokens, &audience(MAX_SLOTS)).is_none());
+        drop(follower);
         assert!(slot_of(&tokens, &audience(MAX_SLOTS)).is_some());
     }
 

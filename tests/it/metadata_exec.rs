@@ -6,6 +6,7 @@ use crate::common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use wif_emulator::Fault;
 
 /// `wif-helper exec <direct flags> -- argv...`, not run yet.
 fn exec(w: &World, argv: &[&str]) -> Command {
@@ -170,6 +171,56 @@ fn exec_keeps_the_token_file_fresh_for_as_long_as_the_child_runs() {
     assert!(issued.contains(&a) && issued.contains(&b), "{stdout}");
     assert_ne!(a, b, "the token file was not refreshed");
     assert_eq!(w.emu.count("google:generateAccessToken"), 2);
+}
+
+/// When the background refresh gives up (IAM failing until the token went
+/// stale), the token file is still rewritten once IAM recovers: exec then
+/// fetches in the foreground and follows the new refresher.
+#[test]
+fn exec_rewrites_the_token_file_once_a_failing_upstream_recovers() {
+    let w = World::new();
+    let script = r#"a=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"); sleep 18; b=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"); echo "a=$a"; echo "b=$b""#;
+    let mut args: Vec<String> = vec![
+        "exec".into(),
+        "--lifetime".into(),
+        "20".into(),
+        "--timeout-millis".into(),
+        "5000".into(),
+    ];
+    args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
+    args.extend(["--".into(), "sh".into(), "-c".into(), script.into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = w
+        .command(&refs)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // A 20 s token is refreshed 5 s in and stale 10 s in: IAM fails from
+    // 3 s to 12 s, so the background refresh fails until the token is stale.
+    std::thread::sleep(Duration::from_secs(3));
+    w.emu.inject_fault(Fault {
+        operation: "google:generateAccessToken".into(),
+        count: 100_000,
+        status: 503,
+        body: r#"{"error":{"code":503,"message":"unavailable","status":"UNAVAILABLE"}}"#.into(),
+        ..Fault::default()
+    });
+    std::thread::sleep(Duration::from_secs(9));
+    w.emu.reset();
+    let out = child.wait_with_output().expect("exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let field = |k: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (a, b) = (field("a"), field("b"));
+    let issued = w.emu.issued_secrets();
+    assert!(issued.contains(&a) && issued.contains(&b), "{stdout}");
+    assert_ne!(a, b, "the token file was not rewritten after IAM recovered");
 }
 
 /// A Ctrl-C typed at the terminal reaches the child once: the terminal
