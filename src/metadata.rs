@@ -26,7 +26,7 @@ mod tokens;
 pub(crate) use peer::Policy;
 pub(crate) use routes::{App, Identity};
 pub(crate) use server::{Limits, bind};
-pub(crate) use tokens::{Kind, Tokens};
+pub(crate) use tokens::{IDENTITY_RECHECK, Kind, Tokens};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -180,9 +180,10 @@ fn terminal_sent_it() -> bool {
 }
 
 /// Rewrites `file` with each new access token the background refresh
-/// ([`crate::metadata::Tokens::follow`]) brings. Should a refresh keep
-/// failing until the written token is past its slack, a foreground fetch
-/// starts it again (and waits out a failing upstream five seconds at a time).
+/// ([`crate::metadata::Tokens::follow`]) brings, and, like the server's
+/// tokens, within a second of a change of AWS identity. Should a refresh
+/// keep failing until the written token is stale, a foreground fetch
+/// starts it again (waiting out a failing upstream five seconds at a time).
 async fn keep_fresh(tokens: Arc<Tokens>, file: PathBuf, mut written: Arc<IssuedToken>) {
     let kind = Kind::Access(Vec::new());
     let mut news = None;
@@ -196,38 +197,42 @@ async fn keep_fresh(tokens: Arc<Tokens>, file: PathBuf, mut written: Arc<IssuedT
                 }
             }
         }
-        let stale_in = written
-            .expires_at
-            .saturating_sub(written.slack())
-            .saturating_sub(tokens.now())
-            .max(1);
-        let wait = Duration::from_secs(u64::try_from(stale_in).unwrap_or(1));
         let heard = match news.as_mut() {
-            Some(rx) => match tokio::time::timeout(wait, rx.changed()).await {
-                Ok(Ok(())) => Some(rx.borrow_and_update().clone()),
-                _ => None,
-            },
-            None => None,
+            Some(rx) => tokio::time::timeout(metadata::IDENTITY_RECHECK, rx.changed()).await,
+            None => continue,
         };
         let latest = match heard {
+            // A new token, or `None`: dropped with its identity.
+            Ok(Ok(())) => news.as_mut().and_then(|rx| rx.borrow_and_update().clone()),
+            // The slot is gone.
+            Ok(Err(_)) => None,
+            // A quiet second: was the identity changed, or did the
+            // refresher give up while the token went stale?
+            Err(_) => {
+                if !tokens.follow_identity() && written.is_fresh(tokens.now()) {
+                    continue;
+                }
+                None
+            }
+        };
+        let latest = match latest {
             Some(t) => t,
-            // The refresher gave up, or the slot went with an identity
-            // change: fetch in the foreground, then follow the slot anew.
+            // Fetch in the foreground, then follow the slot anew.
             None => {
                 news = None;
                 match tokens.get(&kind).await {
-                    Ok(t) => Some(t),
+                    Ok(t) => t,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not refresh the access-token file");
                         tokio::time::sleep(Duration::from_secs(5)).await;
-                        None
+                        continue;
                     }
                 }
             }
         };
-        if let Some(t) = latest.filter(|t| t.token != written.token) {
-            match write_token(&file, &t) {
-                Ok(()) => written = t,
+        if latest.token != written.token {
+            match write_token(&file, &latest) {
+                Ok(()) => written = latest,
                 Err(e) => tracing::warn!(error = %e, "could not rewrite the access-token file"),
             }
         }

@@ -164,7 +164,7 @@ impl Slot {
 /// How often the AWS identity behind the server is read again (the AWS
 /// config and credentials files, the token files): tokens held in memory
 /// are dropped when it changes, so none outlives its identity by more.
-const IDENTITY_RECHECK: Duration = Duration::from_secs(1);
+pub(crate) const IDENTITY_RECHECK: Duration = Duration::from_secs(1);
 
 /// The tokens of one metadata server.
 pub(crate) struct Tokens {
@@ -230,8 +230,9 @@ impl Tokens {
     /// server has changed (an edited profile, a rotated container token …):
     /// a token must never reach an identity it was not minted for. Read at
     /// most every [`IDENTITY_RECHECK`]; the disk cache's keys follow the
-    /// identity by themselves.
-    fn follow_identity(&self) {
+    /// identity by themselves. Followers hear `None`. Returns whether it
+    /// dropped them.
+    pub(crate) fn follow_identity(&self) -> bool {
         let now_ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
         let read_ms = self.identity_read_ms.load(Ordering::Relaxed);
         let recheck = u64::try_from(IDENTITY_RECHECK.as_millis()).unwrap_or(u64::MAX);
@@ -242,18 +243,23 @@ impl Tokens {
                 .compare_exchange(read_ms, now_ms, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
         {
-            return;
+            return false;
         }
         let digest = self.base.identity_digest();
         let mut seen = lock(&self.identity);
-        if *seen != digest {
-            *seen = digest;
-            tracing::info!("the AWS identity changed: tokens held in memory are dropped");
-            self.slots
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
+        if *seen == digest {
+            return false;
         }
+        *seen = digest;
+        tracing::info!("the AWS identity changed: tokens held in memory are dropped");
+        let dropped =
+            std::mem::take(&mut *self.slots.write().unwrap_or_else(PoisonError::into_inner));
+        // Also out of reach of those still holding a slot (a waiter, a
+        // refresher, which then stops, a follower).
+        for slot in dropped.values() {
+            slot.current.send_replace(None);
+        }
+        true
     }
 
     /// The slot for `kind`, made on first use; `None` when [`MAX_SLOTS`]

@@ -223,6 +223,36 @@ fn exec_rewrites_the_token_file_once_a_failing_upstream_recovers() {
     assert_ne!(a, b, "the token file was not rewritten after IAM recovered");
 }
 
+/// The token file follows the AWS identity like the server's answers: an
+/// edited profile puts the new identity's token in the file within about a
+/// second, with no request to the server.
+#[test]
+fn an_identity_change_under_exec_rewrites_the_token_file() {
+    let w = World::new().source(AwsSource::ProfileAssumeRole);
+    let script = r#"echo "a=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")"; sleep 4; echo "b=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")""#;
+    let mut child = exec(&w, &["sh", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let a = lines.next().and_then(Result::ok).unwrap_or_default();
+    let a = a.strip_prefix("a=").unwrap_or_default().to_owned();
+    // The same profile now names the IAM user's keys: another identity.
+    let (akid, secret) = w.emu.static_credentials();
+    std::fs::write(
+        w.home().join(".aws/config"),
+        format!("[profile app]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"),
+    )
+    .expect("edit the profile");
+    let b = lines.next().and_then(Result::ok).unwrap_or_default();
+    let b = b.strip_prefix("b=").unwrap_or_default().to_owned();
+    assert_eq!(child.wait().expect("exits").code(), Some(0));
+    let issued = w.emu.issued_secrets();
+    assert!(issued.contains(&a) && issued.contains(&b), "a={a} b={b}");
+    assert_ne!(a, b, "the token file kept the old identity's token");
+    assert_eq!(w.emu.count("google:sts.token"), 2);
+}
+
 /// A Ctrl-C typed at the terminal reaches the child once: the terminal
 /// signals the whole foreground group, and exec does not send it again
 /// (a second SIGINT makes Terraform, among others, stop at once). Run under
