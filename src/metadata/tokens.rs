@@ -370,6 +370,10 @@ impl Tokens {
                 u64::try_from(pause.max(1)).unwrap_or(1),
             ))
             .await;
+            if slot.current().is_none() {
+                // Dropped with its AWS identity: not this slot's to renew.
+                break;
+            }
             if failures == 0 && !slot.used.swap(false, Ordering::Relaxed) && !slot.followed() {
                 tracing::debug!("token not asked for since its last refresh; not refreshing it");
                 break;
