@@ -323,11 +323,12 @@ impl Tokens {
         service.issued(kind.want(), 0).await.map(Arc::new)
     }
 
-    /// Every new token of `kind` from now on (the current one first), kept
-    /// fresh ahead of its slack for as long as the receiver lives, asked
-    /// for or not: what `exec` writes to its token file. The refresher
-    /// stops when a refresh keeps failing until the token is stale (as for
-    /// any slot); a [`get`](Self::get) starts it again.
+    /// Every new token of `kind` from now on (the receiver has seen the
+    /// current one), or `None` when the slot is dropped with its AWS
+    /// identity. While the receiver lives the token is refreshed ahead of
+    /// its slack, asked for or not: what `exec` writes to its token file.
+    /// The refresher stops when a refresh keeps failing until the token is
+    /// stale (as for any slot); a [`get`](Self::get) starts it again.
     pub(crate) fn follow(&self, kind: &Kind) -> Result<watch::Receiver<Option<Arc<IssuedToken>>>> {
         let slot = self.slot(kind)?.ok_or_else(|| {
             Error::new(
