@@ -71,6 +71,9 @@ pub(crate) struct Reply {
     pub(crate) body: String,
     /// Close the connection after it.
     pub(crate) close: bool,
+    /// What a client on another host is told instead of `body`, when that
+    /// says more than the host's own users should hear.
+    brief: Option<String>,
 }
 
 impl Reply {
@@ -80,6 +83,19 @@ impl Reply {
             content_type,
             body: body.into(),
             close: false,
+            brief: None,
+        }
+    }
+
+    /// The reply as a client on another host gets it.
+    fn for_remote(self) -> Self {
+        match self.brief {
+            Some(brief) => Self {
+                body: brief,
+                brief: None,
+                ..self
+            },
+            None => self,
         }
     }
 
@@ -121,10 +137,10 @@ impl Reply {
     }
 
     /// A token that could not be had: 400 for a bad request value, 503 when
-    /// a retry may succeed, else 500. A `remote` client is told the code
-    /// and that the server's log says why: the message names the AWS
-    /// identity and local paths, which are the host's business.
-    fn upstream(e: &Error, what: &str, remote: bool) -> Self {
+    /// a retry may succeed, else 500. For a 5xx, a client on another host is
+    /// told the code and that the server's log says why: the message names
+    /// the AWS identity and local paths, which are the host's business.
+    fn upstream(e: &Error, what: &str) -> Self {
         let status = match e.code() {
             ErrorCode::InvalidArgument => 400,
             _ if e.is_transient() => 503,
@@ -133,15 +149,19 @@ impl Reply {
         if status >= 500 {
             tracing::warn!(error = %e, "answering {status}: no {what}");
         }
-        let body = if remote && status >= 500 {
-            format!(
-                "wif-helper could not get {what}: {}; the metadata server's log says why\n",
-                e.code()
+        Self {
+            brief: (status >= 500).then(|| {
+                format!(
+                    "wif-helper could not get {what}: {}; the metadata server's log says why\n",
+                    e.code()
+                )
+            }),
+            ..Self::new(
+                status,
+                TEXT,
+                format!("wif-helper could not get {what}: {e}\n"),
             )
-        } else {
-            format!("wif-helper could not get {what}: {e}\n")
-        };
-        Self::new(status, TEXT, body)
+        }
     }
 }
 
@@ -244,21 +264,26 @@ impl App {
             return Reply::forbidden("the request lacks the header `Metadata-Flavor: Google`");
         }
         let q = Query::parse(ask.query);
-        match ask.path {
+        let reply = match ask.path {
             "/computeMetadata" | "/computeMetadata/" => Reply::lines(["v1/"]),
             p => match p.strip_prefix("/computeMetadata/v1") {
-                Some(v1) => self.v1(v1, &q, ask.remote).await,
+                Some(v1) => self.v1(v1, &q).await,
                 None => Reply::not_found(),
             },
+        };
+        if ask.remote {
+            reply.for_remote()
+        } else {
+            reply
         }
     }
 
-    async fn v1(&self, path: &str, q: &Query, remote: bool) -> Reply {
+    async fn v1(&self, path: &str, q: &Query) -> Reply {
         let recursive = q.is_true("recursive");
         if let Some(rest) = path.strip_prefix("/instance/service-accounts/")
             && !rest.is_empty()
         {
-            return self.account(rest, q, remote).await;
+            return self.account(rest, q).await;
         }
         let dir = path.strip_suffix('/').unwrap_or(path);
         match (dir, path.ends_with('/') || dir.is_empty()) {
@@ -341,7 +366,7 @@ impl App {
     }
 
     /// `…/service-accounts/{default|EMAIL}/…`.
-    async fn account(&self, rest: &str, q: &Query, remote: bool) -> Reply {
+    async fn account(&self, rest: &str, q: &Query) -> Reply {
         let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
         if name != "default" && !name.eq_ignore_ascii_case(&self.id.email) {
             return Reply::not_found();
@@ -352,13 +377,13 @@ impl App {
             "email" => Reply::text(self.id.email.clone()),
             "aliases" => Reply::lines(["default"]),
             "scopes" => Reply::lines(self.id.scopes.iter().map(String::as_str)),
-            "token" => self.token(q, remote).await,
-            "identity" => self.id_token(q, remote).await,
+            "token" => self.token(q).await,
+            "identity" => self.id_token(q).await,
             _ => Reply::not_found(),
         }
     }
 
-    async fn token(&self, q: &Query, remote: bool) -> Reply {
+    async fn token(&self, q: &Query) -> Reply {
         let scopes = q.get("scopes").map(query::scopes).unwrap_or_default();
         let kind = if scopes.is_empty() || scopes == self.default_scopes {
             Kind::Access(Vec::new())
@@ -378,16 +403,16 @@ impl App {
                     ),
                 )
             }
-            Err(e) => Reply::upstream(&e, "an access token", remote),
+            Err(e) => Reply::upstream(&e, "an access token"),
         }
     }
 
-    async fn id_token(&self, q: &Query, remote: bool) -> Reply {
+    async fn id_token(&self, q: &Query) -> Reply {
         let Some(audience) = q.get("audience").filter(|a| !a.is_empty()) else {
             return Reply::bad_request("non-empty audience parameter required");
         };
         if let Err(e) = validate::id_audience("audience", audience) {
-            return Reply::upstream(&e, "an ID token", remote);
+            return Reply::upstream(&e, "an ID token");
         }
         let kind = Kind::Id {
             audience: audience.to_owned(),
@@ -396,7 +421,7 @@ impl App {
         };
         match self.tokens.get(&kind).await {
             Ok(t) => Reply::text(t.token.expose()),
-            Err(e) => Reply::upstream(&e, "an ID token", remote),
+            Err(e) => Reply::upstream(&e, "an ID token"),
         }
     }
 }

@@ -5,12 +5,17 @@ use crate::service::{ServiceSettings, TokenService};
 const SA: &str = "app@my-proj.iam.gserviceaccount.com";
 
 fn app(project_number: Option<&str>) -> App {
+    app_in(Env::from_pairs([]), project_number)
+}
+
+/// [`app`] whose AWS chain reads `env`.
+fn app_in(env: Env, project_number: Option<&str>) -> App {
     let provider = "projects/123456789012/locations/global/workloadIdentityPools/p/providers/aws"
         .parse()
         .unwrap_or_else(|e| panic!("{e}"));
     let mut s = ServiceSettings::new(provider, SA);
     s.cache.disabled = true;
-    let service = TokenService::new(s, Env::from_pairs([])).unwrap_or_else(|e| panic!("{e}"));
+    let service = TokenService::new(s, env).unwrap_or_else(|e| panic!("{e}"));
     App::new(
         Tokens::new(service),
         Identity {
@@ -267,10 +272,10 @@ fn a_remote_client_is_told_the_code_not_the_details() {
         "grant roles/iam.workloadIdentityUser to arn:aws:sts::123456789012:assumed-role/app/i-0abc \
          (credentials from /home/app/.aws/config)",
     );
-    let local = Reply::upstream(&e, "an access token", false);
+    let local = Reply::upstream(&e, "an access token");
     assert_eq!(local.status, 500);
     assert!(local.body.contains("assumed-role/app"), "{}", local.body);
-    let remote = Reply::upstream(&e, "an access token", true);
+    let remote = Reply::upstream(&e, "an access token").for_remote();
     assert_eq!(remote.status, 500);
     assert!(
         remote.body.contains("GOOGLE_PERMISSION_DENIED"),
@@ -281,7 +286,39 @@ fn a_remote_client_is_told_the_code_not_the_details() {
         assert!(!remote.body.contains(detail), "{detail} in {}", remote.body);
     }
     // A bad value in the request itself is the client's to fix: said in full.
-    let bad = Reply::upstream(&Error::invalid("audience too long"), "an ID token", true);
+    let bad = Reply::upstream(&Error::invalid("audience too long"), "an ID token").for_remote();
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("audience too long"), "{}", bad.body);
+}
+
+/// Through the routes: a token that cannot be had (no AWS credentials at
+/// all, nothing asked of any network) is the whole message for a local
+/// client and the code alone for one on another host.
+#[test]
+fn a_failed_token_tells_a_remote_client_its_code_only() {
+    let app = app_in(
+        Env::from_pairs([("AWS_EC2_METADATA_DISABLED", "true")]),
+        None,
+    );
+    let path = "/computeMetadata/v1/instance/service-accounts/default/token";
+    let local = answer(&app, &ask(path));
+    assert!(local.status >= 500, "{local:?}");
+    let remote = answer(
+        &app,
+        &Ask {
+            remote: true,
+            ..ask(path)
+        },
+    );
+    assert_eq!(remote.status, local.status);
+    let code = local.body.split(": ").nth(1).unwrap_or_default().to_owned();
+    assert!(
+        !code.is_empty() && remote.body.contains(&code),
+        "{remote:?}"
+    );
+    assert!(remote.body.contains("log says why"), "{remote:?}");
+    assert!(
+        remote.body.len() < local.body.len(),
+        "{remote:?} vs {local:?}"
+    );
 }
