@@ -3,7 +3,8 @@
 //! * **Who may ask** is decided once per connection, as it is accepted
 //!   ([`super::peer`]); a refused connection gets 403 and is closed.
 //! * **Bounded**: at most [`Limits::max_connections`] connections (one more
-//!   gets a 503 and is closed at once); a connection must send a request's
+//!   is answered 503 and closed, by one of at most [`MAX_TURNING_AWAY`]
+//!   short tasks; past those, closed unanswered); a connection must send a request's
 //!   headers within [`Limits::header_timeout`] (which also closes idle
 //!   keep-alive connections), at most [`Limits::max_header_bytes`] of them;
 //!   bodies are refused. A slow or malformed client only ever holds its own
@@ -88,40 +89,27 @@ pub(crate) async fn bind(addr: SocketAddr, policy: Policy, limits: Limits) -> Re
     })
 }
 
-/// The answer to a connection over the cap, written without a task.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nmetadata-flavor: Google\r\n\
-content-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\nconnection: close\r\n\r\n\
-too many connections\n";
+/// Connections being turned away at once (over the cap): each is answered
+/// and drained in a task of its own for at most half a second; past this
+/// many more, one is closed unanswered.
+const MAX_TURNING_AWAY: usize = 64;
 
-/// Answers a refused peer and closes, reading (and dropping) a little of
+/// Answers a connection that will not be served (`status`, `body`, in the
+/// metadata server's shape) and closes it, reading and dropping a little of
 /// what it sent meanwhile: closing with its request unread would reset the
-/// connection before it read the answer. Bounded in time and bytes.
-async fn refuse(mut stream: tokio::net::TcpStream, why: &str) {
+/// connection before the client read the answer. Bounded in time and bytes.
+async fn turn_away(mut stream: tokio::net::TcpStream, status: &str, body: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = stream.write_all(&refusal(why)).await;
-    let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let drain = async {
-        let mut left = 16 * 1024usize;
-        while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
-}
-
-/// The 403 a refused peer gets, in the metadata server's shape.
-fn refusal(why: &str) -> Vec<u8> {
-    let body = format!("{why}\n");
-    format!(
-        "HTTP/1.1 403 Forbidden\r\nmetadata-flavor: Google\r\ncontent-type: text/plain; \
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nmetadata-flavor: Google\r\ncontent-type: text/plain; \
          charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .into_bytes()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    let (mut unread, mut sink) = ((&mut stream).take(16 * 1024), tokio::io::sink());
+    let drain = tokio::io::copy(&mut unread, &mut sink);
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
 }
 
 impl Bound {
@@ -144,6 +132,7 @@ impl Bound {
             limits,
         } = self;
         let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let turning_away = Arc::new(Semaphore::new(MAX_TURNING_AWAY));
         let graceful = GracefulShutdown::new();
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -168,7 +157,13 @@ impl Bound {
             };
             let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                 tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many connections");
-                let _ = stream.try_write(BUSY);
+                if let Ok(turning) = Arc::clone(&turning_away).try_acquire_owned() {
+                    tokio::spawn(async move {
+                        turn_away(stream, "503 Service Unavailable", "too many connections\n")
+                            .await;
+                        drop(turning);
+                    });
+                }
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -185,7 +180,7 @@ impl Bound {
                 // header timeout to starve the user it is not.
                 if let Verdict::Refused(why) = peer::verdict(policy, here, peer).await {
                     tracing::warn!(%peer, why = why.as_str(), "connection refused");
-                    refuse(stream, &why).await;
+                    turn_away(stream, "403 Forbidden", &format!("{why}\n")).await;
                     drop(permit);
                     return;
                 }

@@ -514,3 +514,26 @@ fn on_an_unspecified_address_the_same_users_loopback_client_is_served() {
     let r = mget(&format!("127.0.0.1:{port}"), TOKEN_PATH);
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+/// At most `--max-connections` at once: one more is answered 503 in the
+/// metadata server's shape and closed; once one closes, the next is served.
+#[test]
+fn a_connection_over_the_cap_gets_a_503_and_a_freed_one_is_served_again() {
+    let w = World::new();
+    let m = w.metadata_server(&["--max-connections", "2"]);
+    token_of(&mget(&m.addr, TOKEN_PATH));
+    std::thread::sleep(Duration::from_millis(200));
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&m.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..5 {
+        let r = mget(&m.addr, TOKEN_PATH);
+        assert_eq!(r.status, 503, "{r:?}");
+        assert!(r.body.contains("too many connections"), "{r:?}");
+        assert_eq!(r.header("metadata-flavor"), Some("Google"));
+    }
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(mget(&m.addr, TOKEN_PATH).status, 200);
+}
