@@ -19,7 +19,7 @@ use super::print::{AccessArgs, ServiceArgs};
 use crate::env::Env;
 use crate::error::{Error, ErrorCode, Result};
 use crate::logging::Sink;
-use crate::metadata::{self, Kind, Limits, Policy, Tokens};
+use crate::metadata::{self, IDENTITY_RECHECK, Kind, Limits, Policy, Tokens};
 use crate::output;
 use crate::token::IssuedToken;
 use clap::Args;
@@ -186,56 +186,47 @@ fn terminal_sent_it() -> bool {
 /// starts it again (waiting out a failing upstream five seconds at a time).
 async fn keep_fresh(tokens: Arc<Tokens>, file: PathBuf, mut written: Arc<IssuedToken>) {
     let kind = Kind::Access(Vec::new());
-    let mut news = None;
     loop {
-        if news.is_none() {
-            match tokens.follow(&kind) {
-                Ok(rx) => news = Some(rx),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot follow the access token");
-                    return;
-                }
+        let mut news = match tokens.follow(&kind) {
+            Ok(rx) => rx,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow the access token");
+                return;
+            }
+        };
+        // Each new token, until the slot is dropped with its identity (or
+        // gone), or a quiet second finds the identity changed or the
+        // written token stale because the refresher gave up.
+        loop {
+            let heard = match tokio::time::timeout(IDENTITY_RECHECK, news.changed()).await {
+                Ok(Ok(())) => news.borrow_and_update().clone(),
+                Ok(Err(_)) => None,
+                Err(_) if !tokens.follow_identity() && written.is_fresh(tokens.now()) => continue,
+                Err(_) => None,
+            };
+            let Some(t) = heard else { break };
+            rewrite(&file, &mut written, t);
+        }
+        // Fetch in the foreground (which starts a refresher again), then
+        // follow the slot anew.
+        match tokens.get(&kind).await {
+            Ok(t) => rewrite(&file, &mut written, t),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh the access-token file");
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
-        let heard = match news.as_mut() {
-            Some(rx) => tokio::time::timeout(metadata::IDENTITY_RECHECK, rx.changed()).await,
-            None => continue,
-        };
-        let latest = match heard {
-            // A new token, or `None`: dropped with its identity.
-            Ok(Ok(())) => news.as_mut().and_then(|rx| rx.borrow_and_update().clone()),
-            // The slot is gone.
-            Ok(Err(_)) => None,
-            // A quiet second: was the identity changed, or did the
-            // refresher give up while the token went stale?
-            Err(_) => {
-                if !tokens.follow_identity() && written.is_fresh(tokens.now()) {
-                    continue;
-                }
-                None
-            }
-        };
-        let latest = match latest {
-            Some(t) => t,
-            // Fetch in the foreground, then follow the slot anew.
-            None => {
-                news = None;
-                match tokens.get(&kind).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not refresh the access-token file");
-                        tokio::time::sleep(Duration::from_secs(5)).await;
-                        continue;
-                    }
-                }
-            }
-        };
-        if latest.token != written.token {
-            match write_token(&file, &latest) {
-                Ok(()) => written = latest,
-                Err(e) => tracing::warn!(error = %e, "could not rewrite the access-token file"),
-            }
-        }
+    }
+}
+
+/// Writes `t` to `file` unless it is the token `written` there already.
+fn rewrite(file: &Path, written: &mut Arc<IssuedToken>, t: Arc<IssuedToken>) {
+    if t.token == written.token {
+        return;
+    }
+    match write_token(file, &t) {
+        Ok(()) => *written = t,
+        Err(e) => tracing::warn!(error = %e, "could not rewrite the access-token file"),
     }
 }
 
