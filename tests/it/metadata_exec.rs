@@ -6,16 +6,47 @@ use crate::common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wif_emulator::Fault;
 
-/// `wif-helper exec <direct flags> -- argv...`, not run yet.
-fn exec(w: &World, argv: &[&str]) -> Command {
+/// `exec <flags> <direct flags> -- argv...`: wif-helper's arguments.
+fn exec_args(w: &World, flags: &[&str], argv: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec!["exec".into()];
+    args.extend(flags.iter().map(|s| (*s).to_owned()));
     args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
     args.push("--".into());
     args.extend(argv.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+/// `wif-helper exec <flags> <direct flags> -- argv...`, not run yet.
+fn exec_with(w: &World, flags: &[&str], argv: &[&str]) -> Command {
+    let args = exec_args(w, flags, argv);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     w.command(&refs)
+}
+
+/// `wif-helper exec <direct flags> -- argv...`, not run yet.
+fn exec(w: &World, argv: &[&str]) -> Command {
+    exec_with(w, &[], argv)
+}
+
+/// A child script printing `a=` the token file, then after `pause` seconds
+/// `b=` the token file again.
+fn read_the_token_file_twice(pause: u32) -> String {
+    format!(
+        r#"echo "a=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")"; sleep {pause}; echo "b=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")""#
+    )
+}
+
+/// The two reads of [`read_the_token_file_twice`] in its output.
+fn the_two_reads(stdout: &str) -> (String, String) {
+    let field = |k: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (field("a="), field("b="))
 }
 
 #[test]
@@ -151,22 +182,13 @@ fn exec_needs_a_command_after_the_separator() {
 #[test]
 fn exec_keeps_the_token_file_fresh_for_as_long_as_the_child_runs() {
     let w = World::new();
-    let script = r#"a=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"); sleep 9; b=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"); echo "a=$a"; echo "b=$b""#;
-    let mut args: Vec<String> = vec!["exec".into(), "--lifetime".into(), "20".into()];
-    args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
-    args.extend(["--".into(), "sh".into(), "-c".into(), script.into()]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = w.command(&refs).output().expect("runs");
+    let script = read_the_token_file_twice(9);
+    let out = exec_with(&w, &["--lifetime", "20"], &["sh", "-c", &script])
+        .output()
+        .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    let field = |k: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (a, b) = (field("a"), field("b"));
+    let (a, b) = the_two_reads(&stdout);
     let issued = w.emu.issued_secrets();
     assert!(issued.contains(&a) && issued.contains(&b), "{stdout}");
     assert_ne!(a, b, "the token file was not refreshed");
@@ -179,45 +201,22 @@ fn exec_keeps_the_token_file_fresh_for_as_long_as_the_child_runs() {
 #[test]
 fn exec_rewrites_the_token_file_once_a_failing_upstream_recovers() {
     let w = World::new();
-    let script = r#"a=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"); sleep 18; b=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"); echo "a=$a"; echo "b=$b""#;
-    let mut args: Vec<String> = vec![
-        "exec".into(),
-        "--lifetime".into(),
-        "20".into(),
-        "--timeout-millis".into(),
-        "5000".into(),
-    ];
-    args.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
-    args.extend(["--".into(), "sh".into(), "-c".into(), script.into()]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let child = w
-        .command(&refs)
+    let script = read_the_token_file_twice(18);
+    let flags = ["--lifetime", "20", "--timeout-millis", "5000"];
+    let child = exec_with(&w, &flags, &["sh", "-c", &script])
         .stdout(Stdio::piped())
         .spawn()
         .expect("runs");
     // A 20 s token is refreshed 5 s in and stale 10 s in: IAM fails from
     // 3 s to 12 s, so the background refresh fails until the token is stale.
     std::thread::sleep(Duration::from_secs(3));
-    w.emu.inject_fault(Fault {
-        operation: "google:generateAccessToken".into(),
-        count: 100_000,
-        status: 503,
-        body: r#"{"error":{"code":503,"message":"unavailable","status":"UNAVAILABLE"}}"#.into(),
-        ..Fault::default()
-    });
+    w.emu.inject_fault(mds::iam_unavailable(100_000));
     std::thread::sleep(Duration::from_secs(9));
     w.emu.reset();
     let out = child.wait_with_output().expect("exits");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    let field = |k: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (a, b) = (field("a"), field("b"));
+    let (a, b) = the_two_reads(&stdout);
     let issued = w.emu.issued_secrets();
     assert!(issued.contains(&a) && issued.contains(&b), "{stdout}");
     assert_ne!(a, b, "the token file was not rewritten after IAM recovered");
@@ -229,23 +228,17 @@ fn exec_rewrites_the_token_file_once_a_failing_upstream_recovers() {
 #[test]
 fn an_identity_change_under_exec_rewrites_the_token_file() {
     let w = World::new().source(AwsSource::ProfileAssumeRole);
-    let script = r#"echo "a=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")"; sleep 4; echo "b=$(cat "$CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")""#;
-    let mut child = exec(&w, &["sh", "-c", script])
+    let script = read_the_token_file_twice(4);
+    let mut child = exec(&w, &["sh", "-c", &script])
         .stdout(Stdio::piped())
         .spawn()
         .expect("runs");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let a = lines.next().and_then(Result::ok).unwrap_or_default();
-    let a = a.strip_prefix("a=").unwrap_or_default().to_owned();
-    // The same profile now names the IAM user's keys: another identity.
-    let (akid, secret) = w.emu.static_credentials();
-    std::fs::write(
-        w.home().join(".aws/config"),
-        format!("[profile app]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"),
-    )
-    .expect("edit the profile");
-    let b = lines.next().and_then(Result::ok).unwrap_or_default();
-    let b = b.strip_prefix("b=").unwrap_or_default().to_owned();
+    // The first read, then another identity behind the same profile.
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    w.profile_names_the_iam_user();
+    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    let (a, b) = the_two_reads(&format!("{first}\n{second}"));
     assert_eq!(child.wait().expect("exits").code(), Some(0));
     let issued = w.emu.issued_secrets();
     assert!(issued.contains(&a) && issued.contains(&b), "a={a} b={b}");
@@ -260,14 +253,11 @@ fn an_identity_change_under_exec_rewrites_the_token_file() {
 #[test]
 fn a_ctrl_c_at_the_terminal_reaches_the_child_once() {
     let w = World::new();
-    let mut words: Vec<String> = vec!["exec".into(), BIN.into(), "exec".into()];
-    words.extend(w.direct_flags(&w.aws_provider(), &w.emu.service_account()));
-    words.extend(["--".into(), "sh".into(), "-c".into()]);
-    words.push(
-        "trap 'echo got-int; exit 42' INT; echo ready; i=0; \
-         while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; exit 9"
-            .into(),
-    );
+    let child = "trap 'echo got-int; exit 42' INT; echo ready; i=0; \
+                 while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; exit 9";
+    // `exec BIN exec …`: the shell script(1) starts becomes wif-helper.
+    let mut words: Vec<String> = vec!["exec".into(), BIN.into()];
+    words.extend(exec_args(&w, &[], &["sh", "-c", child]));
     let line = words
         .iter()
         .map(|w| format!("'{}'", w.replace('\'', r"'\''")))

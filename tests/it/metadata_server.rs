@@ -11,6 +11,24 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use wif_emulator::Fault;
 
+/// `n` access-token requests released at the same moment, their tokens.
+fn tokens_at_once(m: &Mds, n: usize) -> Vec<String> {
+    let barrier = Arc::new(Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (addr, barrier) = (m.addr.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                mget(&addr, TOKEN_PATH)
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| token_of(&t.join().expect("thread")))
+        .collect()
+}
+
 fn token_of(r: &mds::Resp) -> String {
     assert_eq!(r.status, 200, "{r:?}");
     r.json()["access_token"]
@@ -218,20 +236,7 @@ fn five_hundred_concurrent_requests_on_a_cold_cache_make_one_exchange() {
     let w = World::new();
     let m = w.metadata_server(&[]);
     let n = 500;
-    let barrier = Arc::new(Barrier::new(n));
-    let threads: Vec<_> = (0..n)
-        .map(|_| {
-            let (addr, barrier) = (m.addr.clone(), Arc::clone(&barrier));
-            std::thread::spawn(move || {
-                barrier.wait();
-                mget(&addr, TOKEN_PATH)
-            })
-        })
-        .collect();
-    let tokens: Vec<String> = threads
-        .into_iter()
-        .map(|t| token_of(&t.join().expect("thread")))
-        .collect();
+    let tokens = tokens_at_once(&m, n);
     assert_eq!(tokens.len(), n);
     assert!(tokens.iter().all(|t| t == &tokens[0]), "different tokens");
     assert_eq!(w.emu.count("google:sts.token"), 1);
@@ -347,13 +352,7 @@ fn a_slow_or_malformed_client_does_not_delay_others() {
 fn an_iam_that_keeps_failing_gives_a_5xx_and_the_first_request_after_it_recovers_succeeds() {
     let w = World::new();
     let m = w.metadata_server(&["--timeout-millis", "4000"]);
-    w.emu.inject_fault(Fault {
-        operation: "google:generateAccessToken".into(),
-        count: 1000,
-        status: 503,
-        body: r#"{"error":{"code":503,"message":"unavailable","status":"UNAVAILABLE"}}"#.into(),
-        ..Fault::default()
-    });
+    w.emu.inject_fault(mds::iam_unavailable(1000));
     let r = mget(&m.addr, TOKEN_PATH);
     assert!((500..600).contains(&r.status), "{r:?}");
     assert!(
@@ -456,20 +455,7 @@ fn warm_tokens_are_refreshed_in_the_background_and_idle_ones_are_not() {
 fn without_the_disk_cache_concurrent_requests_still_make_one_exchange() {
     let w = World::new();
     let m = w.metadata_server(&["--no-cache"]);
-    let barrier = Arc::new(Barrier::new(100));
-    let threads: Vec<_> = (0..100)
-        .map(|_| {
-            let (addr, barrier) = (m.addr.clone(), Arc::clone(&barrier));
-            std::thread::spawn(move || {
-                barrier.wait();
-                mget(&addr, TOKEN_PATH)
-            })
-        })
-        .collect();
-    let tokens: Vec<String> = threads
-        .into_iter()
-        .map(|t| token_of(&t.join().expect("thread")))
-        .collect();
+    let tokens = tokens_at_once(&m, 100);
     assert!(tokens.iter().all(|t| t == &tokens[0]), "different tokens");
     assert_eq!(w.emu.count("google:sts.token"), 1);
     // Warm: from memory, no disk cache to answer it.
@@ -490,13 +476,7 @@ fn an_identity_change_under_a_running_server_drops_the_tokens_it_holds() {
         "warm: from memory"
     );
     assert_eq!(w.emu.count("google:sts.token"), 1);
-    // The same profile now names the IAM user's keys: another identity.
-    let (akid, secret) = w.emu.static_credentials();
-    std::fs::write(
-        w.home().join(".aws/config"),
-        format!("[profile app]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"),
-    )
-    .expect("edit the profile");
+    w.profile_names_the_iam_user();
     std::thread::sleep(Duration::from_millis(1_200));
     let second = token_of(&mget(&m.addr, TOKEN_PATH));
     assert_ne!(second, first, "the old identity's token was served");

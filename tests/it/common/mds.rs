@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::Duration;
+use wif_emulator::Fault;
 
 /// The metadata server, killed when dropped.
 pub struct Mds {
@@ -183,4 +184,15 @@ pub fn identity_path(audience: &str) -> String {
     format!(
         "/computeMetadata/v1/instance/service-accounts/default/identity?audience={enc}&format=full"
     )
+}
+
+/// IAM Credentials answering 503 to the next `count` token requests.
+pub fn iam_unavailable(count: u32) -> Fault {
+    Fault {
+        operation: "google:generateAccessToken".into(),
+        count,
+        status: 503,
+        body: r#"{"error":{"code":503,"message":"unavailable","status":"UNAVAILABLE"}}"#.into(),
+        ..Fault::default()
+    }
 }

@@ -174,6 +174,20 @@ impl World {
         self.dir.path().join("home")
     }
 
+    /// Another AWS identity behind the same profile: `app` (of
+    /// [`AwsSource::ProfileAssumeRole`]) now names the IAM user's keys
+    /// instead of the role.
+    pub fn profile_names_the_iam_user(&self) {
+        let (akid, secret) = self.emu.static_credentials();
+        std::fs::write(
+            self.home().join(".aws/config"),
+            format!(
+                "[profile app]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"
+            ),
+        )
+        .expect("edit the profile");
+    }
+
     pub fn cache_dir(&self) -> PathBuf {
         self.home().join(".cache").join("wif-helper")
     }
