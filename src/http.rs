@@ -226,6 +226,11 @@ pub(crate) async fn send_with_retry(
             tracing::debug!(service = what, host, error = %describe(e), "retrying");
         }
         tokio::time::sleep(pause).await;
+        if deadline.left() < MIN_ATTEMPT {
+            // The pause ran long (a busy machine woke the task late): the
+            // last answer is the answer, not a bare "no time left".
+            return outcome.map_err(|e| transport_error(what, &host, &e, started.elapsed()));
+        }
     }
 }
 

@@ -282,3 +282,23 @@ async fn backoff_never_sleeps_past_the_deadline() -> Result<()> {
     assert!(Instant::now() <= deadline.instant() + Duration::from_millis(50));
     Ok(())
 }
+
+/// A pause that runs long (the task woken late on a busy machine) ends the
+/// call with the last answer, never a bare "no time left" timeout.
+#[tokio::test]
+async fn a_pause_that_runs_past_the_deadline_returns_the_last_answer() -> Result<()> {
+    let server =
+        FakeServer::with_headers(vec![(503, "retry-after: 1\r\n".into(), "{}".into()); 10]);
+    let client = client(Duration::from_secs(5))?;
+    let deadline = Deadline::after(Duration::from_millis(1500));
+    // The test's runtime has one thread: blocking it from 0.2 s to 1.6 s
+    // wakes the 1 s pause after the deadline.
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        std::thread::sleep(Duration::from_millis(1400));
+    });
+    let r = send_with_retry(deadline, "IAM", || client.post(&server.url)).await?;
+    assert_eq!(r.status, 503);
+    assert_eq!(server.requests().len(), 1);
+    Ok(())
+}
